@@ -1,0 +1,393 @@
+"""The compiled grammar (immutable, shared) and the matcher (one cheap cursor per sequence)."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from ..errors import CorralError, ValidationError
+from .ir import GrammarIR
+from .lexer import DEAD, ByteAutomaton
+from .masks import RemainderTrie, terminal_state_masks
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..vocab import Vocabulary
+
+TERMINATED = -2
+_EAGER_STATE_LIMIT = 4000
+
+
+def _as_vocab(tokenizer_or_vocab: Any) -> "Vocabulary | None":
+    if tokenizer_or_vocab is None:
+        return None
+    if hasattr(tokenizer_or_vocab, "token_bytes") and hasattr(tokenizer_or_vocab, "fingerprint"):
+        return tokenizer_or_vocab
+    from ..vocab import Vocabulary
+
+    return Vocabulary.from_tokenizer(tokenizer_or_vocab)
+
+
+class Grammar:
+    """A grammar compiled to a byte automaton, with token masks for one vocabulary.
+
+    Immutable from the outside and safe to share across threads and matchers;
+    its caches fill as matchers explore it. Build one with a ``from_*`` constructor.
+    """
+
+    def __init__(self, ir: GrammarIR, vocab: "Vocabulary | Any | None" = None, *, _automaton: ByteAutomaton | None = None) -> None:
+        self.ir = ir
+        self.automaton = _automaton or ByteAutomaton(ir)
+        self.vocab = _as_vocab(vocab)
+        self._masker = _Masker(self.automaton, self.vocab) if self.vocab is not None else None
+
+    # -- constructors -------------------------------------------------------------
+    @classmethod
+    def from_ir(cls, ir: GrammarIR, tokenizer: Any = None) -> "Grammar":
+        return cls(ir, tokenizer)
+
+    @classmethod
+    def from_lark(cls, text: str, tokenizer: Any = None, *, start: str = "start") -> "Grammar":
+        """A grammar in Lark's EBNF (the language of Lark's Earley parser, dynamic_complete lexer)."""
+        from ..sources.lark import lark_to_ir
+
+        return cls(lark_to_ir(text, start=start), tokenizer)
+
+    @classmethod
+    def from_ebnf(cls, text: str, tokenizer: Any = None, *, start: str = "root") -> "Grammar":
+        """A grammar in the GBNF dialect of llama.cpp and transformers-CFG."""
+        from ..sources.ebnf import ebnf_to_ir
+
+        return cls(ebnf_to_ir(text, start=start), tokenizer)
+
+    @classmethod
+    def from_regex(cls, pattern: str, tokenizer: Any = None, *, flags: str = "") -> "Grammar":
+        """The language of a regular expression (full match)."""
+        from ..sources.regex import regex_to_ir
+
+        return cls(regex_to_ir(pattern, flags=flags), tokenizer)
+
+    @classmethod
+    def from_json_schema(cls, schema: Any, tokenizer: Any = None, **options: Any) -> "Grammar":
+        """JSON documents that validate against ``schema`` (see ``json_schema_to_ir`` for options)."""
+        from ..sources.json_schema import json_schema_to_ir
+
+        return cls(json_schema_to_ir(schema, **options), tokenizer)
+
+    def with_vocabulary(self, tokenizer_or_vocab: Any) -> "Grammar":
+        """The same language with masks for another tokenizer (the byte automaton is shared)."""
+        return Grammar(self.ir, tokenizer_or_vocab, _automaton=self.automaton)
+
+    # -- text-level queries ---------------------------------------------------------
+    def _walk(self, text: str | bytes) -> tuple[int, int]:
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        a = self.automaton
+        sid = a.initial
+        for i, b in enumerate(data):
+            nxt = a.step(sid, b)
+            if nxt < 0:
+                return sid, i
+            sid = nxt
+        return sid, len(data)
+
+    def accepts(self, text: str | bytes) -> bool:
+        """Whether the whole text is a sentence of the grammar."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        sid, n = self._walk(data)
+        return n == len(data) and self.automaton.is_accepting(sid)
+
+    def is_viable_prefix(self, text: str | bytes) -> bool:
+        """Whether the text can still be extended into a sentence."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        return self._walk(data)[1] == len(data)
+
+    def check(self, text: str | bytes) -> None:
+        """Raise ``ValidationError`` (byte offset, context, what was expected) unless ``text`` is a sentence."""
+        data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        sid, n = self._walk(data)
+        if n == len(data) and self.automaton.is_accepting(sid):
+            return
+        context = data[max(0, n - 20) : n + 20].decode("utf-8", "replace")
+        expected = _describe_bytes(self.automaton.live_bytes(sid))
+        if n == len(data):
+            msg = f"text ends at byte {n} before the grammar can end; expected {expected}"
+        else:
+            msg = f"unexpected {data[n:n+1]!r} at byte {n}; expected {expected}"
+        raise ValidationError(f"{msg}; near {context!r}", offset=n, context=context, expected=expected)
+
+    # -- matching -------------------------------------------------------------------
+    def matcher(self) -> "Matcher":
+        """A fresh matcher at the start of a sentence (needs a vocabulary)."""
+        if self._masker is None:
+            raise CorralError("this grammar has no vocabulary: build it with a tokenizer, or use with_vocabulary()")
+        return Matcher(self, [self.automaton.initial])
+
+    def precompute(self) -> None:
+        """Compute the inside/cross masks of every terminal state now (done lazily otherwise)."""
+        if self._masker is not None:
+            self._masker.precompute()
+
+
+class _Masker:
+    """Token masks of a grammar's automaton states for one vocabulary."""
+
+    def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary") -> None:
+        self.A = automaton
+        self.vocab = vocab
+        self.n_words = vocab.n_words
+        self.eos = frozenset(vocab.eos_ids)
+        self._eos_mask = np.zeros(self.n_words, dtype=np.uint32)
+        for e in vocab.eos_ids:
+            self._eos_mask[e >> 5] |= np.uint32(1 << (e & 31))
+        self._eos_mask.setflags(write=False)
+        self._state_masks: dict[int, np.ndarray] = {}
+        self._state_tensors: dict[int, torch.Tensor] = {}
+        self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
+        self._token_step: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+        self.token_bytes = vocab.token_bytes
+        if sum(d.n_states for d in automaton.ir.terminals) <= _EAGER_STATE_LIMIT:
+            self.precompute()
+
+    def precompute(self) -> None:
+        for dfa in self.A.ir.terminals:
+            for q in range(dfa.n_states):
+                terminal_state_masks(self.vocab, dfa, q)
+
+    def token_step(self, sid: int, tid: int) -> int:
+        key = (sid, tid)
+        out = self._token_step.get(key)
+        if out is None:
+            tb = self.token_bytes[tid] if 0 <= tid < len(self.token_bytes) else None
+            out = self.A.walk(sid, tb) if tb else DEAD
+            self._token_step[key] = out
+        return out
+
+    def _viable_remainders(self, column: int, trie: "RemainderTrie") -> np.ndarray:
+        """Which remainders stay alive when read from a boundary at ``column``."""
+        ok = np.zeros(trie.n_remainders, dtype=bool)
+        children, ends = trie.children, trie.ends
+        step = self.A.step
+        stack = [(0, self.A.boundary_state(column))]
+        while stack:
+            node, sid = stack.pop()
+            for i in ends[node]:
+                ok[i] = True
+            for b, child in children[node]:
+                nxt = step(sid, b)
+                if nxt >= 0:
+                    stack.append((child, nxt))
+        return ok
+
+    def _term_mask(self, after_col: int, term: int, q: int) -> np.ndarray:
+        """Tokens allowed from state q of ``term``, given the column once ``term`` completes."""
+        key = (after_col, term, q)
+        m = self._term_masks.get(key)
+        if m is not None:
+            return m
+        tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
+        m = tsm.inside
+        if tsm.n_cross:
+            ok = self._viable_remainders(after_col, tsm.remainders)
+            ids = tsm.cross_ids[ok[tsm.cross_rem]]
+            extra = [tid for tid, idx in tsm.multi if ok[list(idx)].any()]
+            if extra:
+                ids = np.concatenate([ids, np.asarray(extra, dtype=np.int64)])
+            if len(ids):
+                m = m.copy()
+                np.bitwise_or.at(m, ids >> 5, (np.uint32(1) << (ids & 31).astype(np.uint32)))
+                m.setflags(write=False)
+        self._term_masks[key] = m
+        return m
+
+    def state_mask(self, sid: int) -> np.ndarray:
+        m = self._state_masks.get(sid)
+        if m is not None:
+            return m
+        if sid == TERMINATED:
+            return self._eos_mask
+        A = self.A
+        nt = A.n_terminals
+        boundary, partial = A.state(sid)
+        parts = []
+        for col, role, q in partial:
+            parts.append(self._term_mask(A.after(col, role), role % nt, q))
+        for col in boundary:
+            for role in A.roles_at(col):
+                parts.append(self._term_mask(A.after(col, role), role % nt, 0))
+        if A.is_accepting(sid):
+            parts.append(self._eos_mask)
+        if not parts:
+            m = np.zeros(self.n_words, dtype=np.uint32)
+        elif len(parts) == 1:
+            m = parts[0]
+        else:
+            m = np.bitwise_or.reduce(np.stack(parts), axis=0) if len(parts) > 8 else _or_all(parts)
+        m.setflags(write=False)
+        self._state_masks[sid] = m
+        return m
+
+    def state_tensor(self, sid: int) -> torch.Tensor:
+        t = self._state_tensors.get(sid)
+        if t is None:
+            m = self.state_mask(sid)
+            t = torch.from_numpy(m.view(np.int32).copy())
+            self._state_tensors[sid] = t
+        return t
+
+
+def _or_all(parts: list[np.ndarray]) -> np.ndarray:
+    out = parts[0] | parts[1]
+    for p in parts[2:]:
+        np.bitwise_or(out, p, out=out)
+    return out
+
+
+def _describe_bytes(bs: list[int]) -> str:
+    if not bs:
+        return "the end of the text"
+    shown = [repr(bytes([b]))[2:-1] for b in bs[:12]]
+    more = f" and {len(bs) - 12} more" if len(bs) > 12 else ""
+    return "one of " + " ".join(shown) + more
+
+
+class Matcher:
+    """A cursor over one sequence: which tokens may come next, and consuming them.
+
+    Methods that change state: ``consume_token``, ``consume_bytes``, ``rollback``.
+    Everything else only reads. Not thread-safe itself (use one per sequence);
+    the grammar it comes from is shared safely.
+    """
+
+    __slots__ = ("grammar", "_m", "_hist")
+
+    def __init__(self, grammar: Grammar, history: list[int]) -> None:
+        self.grammar = grammar
+        self._m = grammar._masker
+        self._hist = history
+
+    @property
+    def state(self) -> int:
+        """The interned automaton state id (equal ids mean equal futures)."""
+        return self._hist[-1]
+
+    @property
+    def num_tokens(self) -> int:
+        return len(self._hist) - 1
+
+    def is_terminated(self) -> bool:
+        return self._hist[-1] == TERMINATED
+
+    def is_accepting(self) -> bool:
+        s = self._hist[-1]
+        return s != TERMINATED and self.grammar.automaton.is_accepting(s)
+
+    def next_token_mask(self) -> np.ndarray:
+        """The packed mask (uint32 words, bit i%32 of word i//32); read-only, shared."""
+        return self._m.state_mask(self._hist[-1])
+
+    def fill_next_token_bitmask(self, bitmask: torch.Tensor, row: int = 0) -> None:
+        """Write the mask into ``bitmask[row]`` (int32, XGrammar/llguidance layout)."""
+        t = self._m.state_tensor(self._hist[-1])
+        n = t.shape[0]
+        bitmask[row, :n].copy_(t)
+        if bitmask.shape[1] > n:
+            bitmask[row, n:] = 0
+
+    def allowed_token_ids(self) -> torch.Tensor:
+        m = self.next_token_mask()
+        bits = np.unpackbits(m.view(np.uint8), bitorder="little")[: self._m.vocab.size]
+        return torch.from_numpy(np.flatnonzero(bits).astype(np.int64))
+
+    def is_token_allowed(self, tid: int) -> bool:
+        s = self._hist[-1]
+        if s == TERMINATED:
+            return False
+        if tid in self._m.eos:
+            return self.grammar.automaton.is_accepting(s)
+        return self._m.token_step(s, tid) >= 0
+
+    def consume_token(self, tid: int) -> bool:
+        """Advance by one token; False (state unchanged) when it is not allowed. EOS terminates."""
+        s = self._hist[-1]
+        if s == TERMINATED:
+            return False
+        tid = int(tid)
+        if tid in self._m.eos:
+            if self.grammar.automaton.is_accepting(s):
+                self._hist.append(TERMINATED)
+                return True
+            return False
+        nxt = self._m.token_step(s, tid)
+        if nxt < 0:
+            return False
+        self._hist.append(nxt)
+        return True
+
+    def consume_tokens(self, tids: list[int]) -> int:
+        """Consume tokens in order until one is refused; returns how many were taken."""
+        for i, t in enumerate(tids):
+            if not self.consume_token(t):
+                return i
+        return len(tids)
+
+    def consume_bytes(self, data: bytes) -> bool:
+        """Advance by raw bytes (counts as one step for ``rollback``)."""
+        s = self._hist[-1]
+        if s == TERMINATED:
+            return False
+        nxt = self.grammar.automaton.walk(s, data)
+        if nxt < 0:
+            return False
+        self._hist.append(nxt)
+        return True
+
+    def rollback(self, n: int = 1) -> None:
+        """Undo the last ``n`` consumed tokens."""
+        if n < 0 or n > len(self._hist) - 1:
+            raise ValueError(f"cannot roll back {n} tokens: only {len(self._hist) - 1} consumed")
+        if n:
+            del self._hist[-n:]
+
+    def reset(self) -> None:
+        del self._hist[1:]
+
+    def copy(self) -> "Matcher":
+        """An independent matcher in the same state (shares the grammar's caches)."""
+        return Matcher(self.grammar, list(self._hist))
+
+    fork = copy
+
+    def forced_bytes(self, limit: int = 4096) -> bytes:
+        """The bytes every continuation must start with (empty when EOS or a choice is possible)."""
+        s = self._hist[-1]
+        if s == TERMINATED:
+            return b""
+        a = self.grammar.automaton
+        out = bytearray()
+        while len(out) < limit and not a.is_accepting(s):
+            live = a.live_bytes(s)
+            if len(live) != 1:
+                break
+            out.append(live[0])
+            s = a.step(s, live[0])
+        return bytes(out)
+
+    def forced_tokens(self, limit: int = 256) -> list[int]:
+        """Tokens that are the only way forward from here, in order (not consumed)."""
+        out: list[int] = []
+        s = self._hist[-1]
+        m = self._m
+        while s != TERMINATED and len(out) < limit:
+            mask = m.state_mask(s)
+            if int(np.bitwise_count(mask).sum()) != 1:
+                break
+            w = int(np.flatnonzero(mask)[0])
+            tid = w * 32 + int(mask[w]).bit_length() - 1
+            if tid in m.eos:
+                break
+            out.append(tid)
+            s = m.token_step(s, tid)
+        return out

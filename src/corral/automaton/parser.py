@@ -1,0 +1,147 @@
+"""An Earley parser over terminals whose columns are interned, so parser states are hashable.
+
+An Earley item is (rule, dot, origin). Here an origin is a reference to an
+interned earlier column (or SELF for the column the item lives in), so a column
+together with the columns it references is a complete, finite description of
+everything the parse can still do. Interning columns by content makes equal
+parser situations the same integer id, whatever the path that led to them:
+``scan(column, terminal)`` is then a pure function and is memoised.
+
+This handles every context-free grammar (ambiguous, left-recursive, with empty
+rules) in the usual Earley bounds, and the memo tables turn repeated structure
+(JSON objects, lists, expression chains) into dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .ir import GrammarIR
+
+SELF = -1
+DEAD = -1
+
+
+class Column:
+    """One interned Earley column: its items and what the parser expects next."""
+
+    __slots__ = ("items", "waiting", "expected", "accepting")
+
+    def __init__(self, items: frozenset, waiting: dict, expected: tuple[int, ...], accepting: bool) -> None:
+        self.items = items  # frozenset of (rule, dot, origin)
+        self.waiting = waiting  # symbol -> tuple of items whose dot is before it
+        self.expected = expected  # terminals that may come next
+        self.accepting = accepting  # the start symbol is complete from column 0
+
+
+class EarleyParser:
+    """The interned-column Earley automaton of one GrammarIR (thread-safe, grows lazily)."""
+
+    def __init__(self, ir: GrammarIR) -> None:
+        self.ir = ir
+        nt = ir.n_terminals
+        self.n_terminals = nt
+        rules = list(ir.rules)
+        # augmented start rule S' -> start, always rule index len(rules)
+        self.start_rule = len(rules)
+        rules.append((-2, (ir.start,)))
+        self.rule_lhs = [lhs for lhs, _ in rules]
+        self.rule_rhs = [rhs for _, rhs in rules]
+        self.rules_of: dict[int, list[int]] = {}
+        for i, (lhs, _) in enumerate(rules):
+            self.rules_of.setdefault(lhs, []).append(i)
+        self.nullable = self._nullable()
+        self._columns: list[Column] = []
+        self._index: dict[frozenset, int] = {}
+        self._scan_memo: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()
+        self.initial = self._intern(self._closure([(self.start_rule, 0, SELF)], None))
+
+    def _nullable(self) -> set[int]:
+        nullable: set[int] = set()
+        changed = True
+        while changed:
+            changed = False
+            for lhs, rhs in zip(self.rule_lhs, self.rule_rhs):
+                if lhs not in nullable and all(s in nullable for s in rhs):
+                    nullable.add(lhs)
+                    changed = True
+        return nullable
+
+    def column(self, cid: int) -> Column:
+        return self._columns[cid]
+
+    @property
+    def n_columns(self) -> int:
+        return len(self._columns)
+
+    def scan(self, cid: int, terminal: int) -> int:
+        """The column after ``terminal`` is read in column ``cid``; DEAD if it is not expected."""
+        key = (cid, terminal)
+        out = self._scan_memo.get(key)
+        if out is not None:
+            return out
+        col = self._columns[cid]
+        waiting = col.waiting.get(terminal)
+        if not waiting:
+            out = DEAD
+        else:
+            kernel = [(r, d + 1, cid if o == SELF else o) for (r, d, o) in waiting]
+            with self._lock:
+                out = self._intern(self._closure(kernel, cid))
+        self._scan_memo[key] = out
+        return out
+
+    def _closure(self, kernel: list, _prev: int | None) -> set:
+        """Predict and complete (Aycock-Horspool style for empty rules)."""
+        rhs_of = self.rule_rhs
+        lhs_of = self.rule_lhs
+        rules_of = self.rules_of
+        nullable = self.nullable
+        nt = self.n_terminals
+        columns = self._columns
+        items: set = set()
+        agenda = list(kernel)
+        while agenda:
+            it = agenda.pop()
+            if it in items:
+                continue
+            items.add(it)
+            r, d, o = it
+            rhs = rhs_of[r]
+            if d == len(rhs):
+                if o == SELF:
+                    continue  # an empty derivation: its parents were advanced at prediction
+                lhs = lhs_of[r]
+                for (r2, d2, o2) in columns[o].waiting.get(lhs, ()):
+                    agenda.append((r2, d2 + 1, o if o2 == SELF else o2))
+                continue
+            x = rhs[d]
+            if x >= nt:
+                for r3 in rules_of.get(x, ()):
+                    agenda.append((r3, 0, SELF))
+                if x in nullable:
+                    agenda.append((r, d + 1, o))
+        return items
+
+    def _intern(self, items: set) -> int:
+        key = frozenset(items)
+        cid = self._index.get(key)
+        if cid is not None:
+            return cid
+        cid = len(self._columns)
+        waiting: dict[int, list] = {}
+        nt = self.n_terminals
+        accepting = False
+        for it in items:
+            r, d, o = it
+            rhs = self.rule_rhs[r]
+            if d < len(rhs):
+                waiting.setdefault(rhs[d], []).append(it)
+            elif r == self.start_rule and (o == 0 or (o == SELF and cid == 0)):
+                accepting = True
+        expected = tuple(sorted(s for s in waiting if s < nt))
+        col = Column(key, {s: tuple(v) for s, v in waiting.items()}, expected, accepting)
+        self._columns.append(col)
+        self._index[key] = cid
+        return cid

@@ -1,0 +1,107 @@
+"""The vocabulary as a byte trie in flat arrays, numbered in depth-first preorder.
+
+Tokens are sorted by their bytes; because nodes are numbered in preorder, the
+tokens below any node form one contiguous slice of that sorted order
+(``sub_lo[node]:sub_hi[node]``), so a whole subtree is accepted or rejected at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, eq=False)
+class TokenTrie:
+    child_ptr: np.ndarray  # int32 [n_nodes + 1]: children of node i are child_ptr[i]:child_ptr[i+1]
+    child_byte: np.ndarray  # int32 [n_nodes - 1]
+    child_node: np.ndarray  # int32 [n_nodes - 1]
+    tok_lo: np.ndarray  # int32 [n_nodes]: tokens ending at node i are sorted_ids[tok_lo[i]:tok_hi[i]]
+    tok_hi: np.ndarray  # int32 [n_nodes]
+    sub_hi: np.ndarray  # int32 [n_nodes]: tokens at or below node i are sorted_ids[tok_lo[i]:sub_hi[i]]
+    sorted_ids: np.ndarray  # int32 [n_tokens] token ids in byte order
+    depth: np.ndarray  # int32 [n_nodes]
+
+    @property
+    def n_nodes(self) -> int:
+        return int(self.depth.shape[0])
+
+
+_cache: dict[str, TokenTrie] = {}
+_lock = threading.Lock()
+
+
+def trie_for(vocab) -> TokenTrie:
+    """The trie of a vocabulary (memoised by fingerprint)."""
+    key = vocab.fingerprint
+    with _lock:
+        t = _cache.get(key)
+        if t is None:
+            t = build_trie(vocab.token_bytes)
+            _cache[key] = t
+    return t
+
+
+def build_trie(token_bytes) -> TokenTrie:
+    items = sorted((b, i) for i, b in enumerate(token_bytes) if b)
+    sorted_ids = np.fromiter((i for _, i in items), dtype=np.int32, count=len(items))
+    # Preorder nodes: walk sorted tokens, a node per new prefix.
+    parent = [-1]
+    pbyte = [-1]
+    depth = [0]
+    tok_start = [0]
+    path = [0]  # node ids along the current token's prefix
+    prev = b""
+    node_of_token = np.zeros(len(items), dtype=np.int64)
+    for k, (tb, _) in enumerate(items):
+        lcp = 0
+        m = min(len(prev), len(tb))
+        while lcp < m and prev[lcp] == tb[lcp]:
+            lcp += 1
+        del path[lcp + 1 :]
+        for d in range(lcp, len(tb)):
+            nid = len(parent)
+            parent.append(path[-1])
+            pbyte.append(tb[d])
+            depth.append(d + 1)
+            tok_start.append(k)
+            path.append(nid)
+        node_of_token[k] = path[len(tb)]
+        prev = tb
+    n = len(parent)
+    parent_a = np.asarray(parent, dtype=np.int64)
+    # children in preorder: sorted by parent, then by node id (which is byte order)
+    order = np.argsort(parent_a[1:], kind="stable") + 1
+    counts = np.bincount(parent_a[1:], minlength=n)
+    child_ptr = np.zeros(n + 1, dtype=np.int32)
+    np.cumsum(counts, out=child_ptr[1:])
+    child_node = order.astype(np.int32)
+    child_byte = np.asarray(pbyte, dtype=np.int32)[order]
+    # tokens ending at each node: contiguous since sorted and preorder
+    tcount = np.bincount(node_of_token, minlength=n)
+    tok_lo = np.asarray(tok_start, dtype=np.int32)
+    tok_hi = (tok_lo + tcount).astype(np.int32)
+    # subtree end: the next node in preorder that is not a descendant starts there.
+    sub_hi = np.empty(n, dtype=np.int32)
+    depth_a = np.asarray(depth, dtype=np.int32)
+    # sub_hi[i] = tok_start of the next node j > i with depth[j] <= depth[i], else len(items)
+    stack: list[int] = []
+    for j in range(n):
+        dj = depth_a[j]
+        while stack and depth_a[stack[-1]] >= dj:
+            sub_hi[stack.pop()] = tok_start[j]
+        stack.append(j)
+    for i in stack:
+        sub_hi[i] = len(items)
+    return TokenTrie(
+        child_ptr=child_ptr,
+        child_byte=child_byte.astype(np.int32),
+        child_node=child_node,
+        tok_lo=tok_lo,
+        tok_hi=tok_hi,
+        sub_hi=sub_hi,
+        sorted_ids=sorted_ids,
+        depth=depth_a,
+    )
