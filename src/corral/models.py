@@ -101,6 +101,7 @@ def _convert_from_gguf(target: Path) -> tuple[Any, Any]:
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.tmp-", dir=target.parent))
+        os.chmod(tmp, 0o755)
         try:
             model.config.save_pretrained(tmp)
             if getattr(model, "generation_config", None) is not None:

@@ -260,6 +260,21 @@ def nfa_to_bytedfa(edges: dict[int, list[tuple[int, int, int]]], start: int, acc
     return ByteDFA.from_arrays(trans, np.array(acc, dtype=bool), 0)
 
 
+@functools.lru_cache(maxsize=65536)
+def literal_dfa(data: bytes) -> ByteDFA:
+    """``ByteDFA.literal(data)``, built directly: a chain is already minimal and canonical."""
+    try:
+        from ..automaton.dfa import _make
+    except ImportError:  # pragma: no cover - dfa internals changed
+        return ByteDFA.literal(data)
+    n = len(data) + 1
+    trans = np.full((n, 256), DEAD, dtype=np.int32)
+    trans[np.arange(n - 1), np.frombuffer(data, dtype=np.uint8)] = np.arange(1, n, dtype=np.int32)
+    acc = np.zeros(n, dtype=bool)
+    acc[n - 1] = True
+    return _make(trans, acc)
+
+
 def utf8_class_dfa(ranges: Iterable[tuple[int, int]]) -> ByteDFA:
     """The DFA of the UTF-8 encoding of one character whose code point is in ``ranges``.
 
@@ -299,6 +314,7 @@ class _Converter:
         self.start = start
         self.rule_syms: dict[str, int] = {}
         self.class_cache: dict[tuple, int] = {}
+        self.lit_cache: dict[bytes, int] = {}
 
     def run(self) -> GrammarIR:
         rules = self.tree.children
@@ -356,7 +372,13 @@ class _Converter:
         kind = a.data
         if kind == "literal":
             tok = a.children[0]
-            return self.b.literal(_decode_literal(tok.value, _where(tok)))
+            data = _decode_literal(tok.value, _where(tok))
+            if not data:
+                return self.b.literal(b"")
+            sym = self.lit_cache.get(data)
+            if sym is None:
+                sym = self.lit_cache[data] = self.b.terminal(literal_dfa(data), tok.value)
+            return sym
         if kind == "charclass":
             tok = a.children[0]
             negated, ranges = _decode_class(tok.value, _where(tok))

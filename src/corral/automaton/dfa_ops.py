@@ -1,0 +1,586 @@
+"""DFA algebra.
+
+Two layers:
+
+* a generic engine on *class tables*: ``trans`` int32 ``[n, k]`` (``-1`` dead)
+  over ``k`` symbol classes, ``accepting`` bool ``[n]``, start state 0. It
+  provides lazy products (only reachable pairs), an epsilon-NFA builder with
+  subset construction (vectorised over classes), trimming, Hopcroft
+  minimisation and canonical BFS numbering. The char-level ``CharDFA`` (atoms
+  = code-point intervals) and the byte-level operations share it.
+* byte-level operations on :class:`ByteDFA`: ``union``, ``intersection``,
+  ``difference``, ``concat``, ``star``, ``plus``, ``repeat``, ``optional``.
+  They work on byte equivalence classes (bytes no operand distinguishes share
+  one column), so the Python loops run over classes, not 256 bytes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..errors import CompileLimitError
+from .dfa import DEAD, ByteDFA, _make
+
+DEFAULT_MAX_STATES = 100_000
+
+Table = tuple  # (trans int32 [n, k], accepting bool [n])
+
+
+def _limit(n: int, max_states: int | None, what: str = "automaton") -> None:
+    if max_states is not None and n > max_states:
+        raise CompileLimitError(f"{what} exceeds max_states={max_states} ({n} states)")
+
+
+def empty_table(k: int) -> Table:
+    return np.zeros((0, k), dtype=np.int32), np.zeros(0, dtype=bool)
+
+
+# ---------------------------------------------------------------------------
+# trim / minimise / canonical
+
+
+def trim(trans: np.ndarray, acc: np.ndarray, start: int = 0) -> tuple[np.ndarray, np.ndarray, int]:
+    """Keep states reachable from ``start`` and co-reachable to acceptance."""
+    n, k = trans.shape
+    if n == 0 or start < 0:
+        return np.zeros((0, k), dtype=np.int32), np.zeros(0, dtype=bool), -1
+    rows = trans.tolist()
+    seen = bytearray(n)
+    seen[start] = 1
+    stack = [start]
+    while stack:
+        q = stack.pop()
+        for r in set(rows[q]):
+            if r >= 0 and not seen[r]:
+                seen[r] = 1
+                stack.append(r)
+    # reverse edges (CSR)
+    src = np.repeat(np.arange(n, dtype=np.int64), k)
+    dst = trans.reshape(-1).astype(np.int64)
+    ok = dst >= 0
+    src, dst = src[ok], dst[ok]
+    order = np.argsort(dst, kind="stable")
+    src_sorted = src[order].tolist()
+    starts = np.concatenate([[0], np.cumsum(np.bincount(dst, minlength=n))]).tolist()
+    live = bytearray(n)
+    stack = [int(q) for q in np.flatnonzero(acc) if seen[q]]
+    for q in stack:
+        live[q] = 1
+    while stack:
+        q = stack.pop()
+        for p in src_sorted[starts[q]:starts[q + 1]]:
+            if not live[p] and seen[p]:
+                live[p] = 1
+                stack.append(p)
+    if not live[start]:
+        return np.zeros((0, k), dtype=np.int32), np.zeros(0, dtype=bool), -1
+    keep_mask = np.frombuffer(bytes(live), dtype=np.uint8).astype(bool)
+    if keep_mask.all():
+        return trans, acc, start
+    keep = np.flatnonzero(keep_mask)
+    remap = np.full(n + 1, DEAD, dtype=np.int32)
+    remap[keep] = np.arange(len(keep), dtype=np.int32)
+    t = trans[keep]
+    t = remap[np.where(t >= 0, t, n)]
+    return t.astype(np.int32), acc[keep], int(remap[start])
+
+
+def _hopcroft(trans: np.ndarray, acc: np.ndarray) -> list[int]:
+    """Block id per state of a trimmed DFA (dead transitions allowed)."""
+    n, k = trans.shape
+    N = n + 1  # explicit sink
+    full = np.where(trans >= 0, trans, n)
+    full = np.vstack([full, np.full((1, k), n, dtype=full.dtype)])
+    inv = []
+    for c in range(k):
+        col = full[:, c]
+        order = np.argsort(col, kind="stable").tolist()
+        starts = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=N))]).tolist()
+        inv.append((order, starts))
+    accl = acc.tolist() + [False]
+    F = {q for q in range(N) if accl[q]}
+    NF = set(range(N)) - F
+    blocks: list[set] = [b for b in (F, NF) if b]
+    block_of = [0] * N
+    for i, b in enumerate(blocks):
+        for q in b:
+            block_of[q] = i
+    if len(blocks) == 1:
+        work = [(0, c) for c in range(k)]
+    else:
+        small = 0 if len(blocks[0]) <= len(blocks[1]) else 1
+        work = [(small, c) for c in range(k)]
+    while work:
+        B, c = work.pop()
+        order, starts = inv[c]
+        touched: dict[int, list[int]] = {}
+        for t in list(blocks[B]):
+            a, b = starts[t], starts[t + 1]
+            if a == b:
+                continue
+            for s in order[a:b]:
+                bs = block_of[s]
+                lst = touched.get(bs)
+                if lst is None:
+                    touched[bs] = [s]
+                else:
+                    lst.append(s)
+        for Y, xs in touched.items():
+            Yset = blocks[Y]
+            if len(xs) == len(Yset):
+                continue
+            if 2 * len(xs) <= len(Yset):
+                moved = set(xs)
+            else:
+                moved = Yset.difference(xs)
+            Yset -= moved
+            new = len(blocks)
+            blocks.append(moved)
+            for s in moved:
+                block_of[s] = new
+            for cc in range(k):
+                work.append((new, cc))
+    return block_of[:n]
+
+
+def minimize(trans: np.ndarray, acc: np.ndarray, start: int = 0, *, assume_trim: bool = False) -> Table:
+    """Trim, minimise and renumber canonically (BFS over columns in order). Start becomes 0."""
+    trans = np.asarray(trans, dtype=np.int32)
+    acc = np.asarray(acc, dtype=bool)
+    if not assume_trim:
+        trans, acc, start = trim(trans, acc, start)
+    n, k = trans.shape
+    if n == 0:
+        return empty_table(k)
+    block = np.asarray(_hopcroft(trans, acc), dtype=np.int64)
+    nb = int(block.max()) + 1
+    rep = np.zeros(nb, dtype=np.int64)
+    rep[block] = np.arange(n)
+    t = trans[rep]
+    t = np.where(t >= 0, block[np.where(t >= 0, t, 0)], DEAD).astype(np.int32)
+    return canonical(t, acc[rep], int(block[start]))
+
+
+def canonical(trans: np.ndarray, acc: np.ndarray, start: int) -> Table:
+    """Renumber reachable states in BFS order from ``start`` (columns in order)."""
+    n, k = trans.shape
+    rows = trans.tolist()
+    index = {start: 0}
+    order = [start]
+    i = 0
+    while i < len(order):
+        for r in rows[order[i]]:
+            if r >= 0 and r not in index:
+                index[r] = len(order)
+                order.append(r)
+        i += 1
+    remap = np.full(n + 1, DEAD, dtype=np.int32)
+    for q, j in index.items():
+        remap[q] = j
+    t = trans[order]
+    t = remap[np.where(t >= 0, t, n)].astype(np.int32)
+    return np.ascontiguousarray(t), acc[order].copy()
+
+
+# ---------------------------------------------------------------------------
+# products
+
+
+def product(ta: Table, tb: Table, op: str, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
+    """Lazy product of two tables over the same classes; op in {'and', 'or', 'diff', 'xor'}."""
+    Ta, Aa = ta
+    Tb, Ab = tb
+    k = Ta.shape[1] if Ta.shape[0] else Tb.shape[1]
+    na, nb = Ta.shape[0], Tb.shape[0]
+    # pad a dead row at index -1 (row na / nb) so that dead components keep going
+    Ta2 = np.vstack([Ta, np.full((1, k), DEAD, dtype=np.int32)]) if True else Ta
+    Tb2 = np.vstack([Tb, np.full((1, k), DEAD, dtype=np.int32)])
+    Aa2 = np.append(Aa, False)
+    Ab2 = np.append(Ab, False)
+    sa = 0 if na else -1
+    sb = 0 if nb else -1
+    if op == "and" and (sa < 0 or sb < 0):
+        return empty_table(k)
+    if op == "diff" and sa < 0:
+        return empty_table(k)
+    if op in ("or", "xor") and sa < 0 and sb < 0:
+        return empty_table(k)
+    nb1 = nb + 1
+    index = {(sa if sa >= 0 else na) * nb1 + (sb if sb >= 0 else nb): 0}
+    pairs = [next(iter(index))]
+    rows = []
+    i = 0
+    while i < len(pairs):
+        code = pairs[i]
+        p, q = divmod(code, nb1)
+        ra = Ta2[p]
+        rb = Tb2[q]
+        if op == "and":
+            ok = (ra >= 0) & (rb >= 0)
+        elif op == "diff":
+            ok = ra >= 0
+        else:
+            ok = (ra >= 0) | (rb >= 0)
+        codes = np.where(ra >= 0, ra, na).astype(np.int64) * nb1 + np.where(rb >= 0, rb, nb)
+        row = np.full(k, DEAD, dtype=np.int32)
+        if ok.any():
+            sel = codes[ok]
+            uniq, inv = np.unique(sel, return_inverse=True)
+            ids = np.empty(len(uniq), dtype=np.int32)
+            for j, c in enumerate(uniq.tolist()):
+                sid = index.get(c)
+                if sid is None:
+                    sid = len(pairs)
+                    index[c] = sid
+                    pairs.append(c)
+                ids[j] = sid
+            row[ok] = ids[inv.reshape(-1)]
+        rows.append(row)
+        i += 1
+        _limit(len(pairs), max_states, "product automaton")
+    codes = np.asarray(pairs, dtype=np.int64)
+    P, Q = codes // nb1, codes % nb1
+    fa, fb = Aa2[P], Ab2[Q]
+    if op == "and":
+        acc = fa & fb
+    elif op == "or":
+        acc = fa | fb
+    elif op == "diff":
+        acc = fa & ~fb
+    else:
+        acc = fa ^ fb
+    return np.vstack(rows).astype(np.int32), acc
+
+
+def complete_complement(t: Table, valid_cols: np.ndarray) -> Table:
+    """Complement w.r.t. all strings over the ``valid_cols`` classes (others stay dead)."""
+    T, A = t
+    n, k = T.shape
+    sink = n
+    full = np.where(T >= 0, T, sink).astype(np.int32)
+    full = np.vstack([full, np.full((1, k), sink, dtype=np.int32)]) if n else np.full((1, k), 0, dtype=np.int32)
+    if n == 0:
+        acc = np.array([True])
+        full[:, ~valid_cols] = DEAD
+        return full, acc
+    full[:, ~valid_cols] = DEAD
+    acc = ~np.append(A, False)
+    return full, acc
+
+
+# ---------------------------------------------------------------------------
+# epsilon-NFA and subset construction
+
+
+class Nfa:
+    """Epsilon-NFA over ``k`` classes; edges carry a class mask (bool [k])."""
+
+    def __init__(self, k: int, max_states: int | None = None):
+        self.k = k
+        self.eps: list[list[int]] = []
+        self.edges: list[list[tuple[int, int]]] = []
+        self.masks: list[np.ndarray] = []
+        self._mask_ids: dict[bytes, int] = {}
+        self.max_states = max_states
+
+    def state(self) -> int:
+        self.eps.append([])
+        self.edges.append([])
+        if self.max_states is not None and len(self.eps) > self.max_states:
+            raise CompileLimitError(f"NFA exceeds {self.max_states} states")
+        return len(self.eps) - 1
+
+    def mask_id(self, mask: np.ndarray) -> int:
+        key = np.packbits(mask).tobytes()
+        mid = self._mask_ids.get(key)
+        if mid is None:
+            mid = len(self.masks)
+            self.masks.append(np.asarray(mask, dtype=bool))
+            self._mask_ids[key] = mid
+        return mid
+
+    def add_eps(self, a: int, b: int) -> None:
+        self.eps[a].append(b)
+
+    def add_edge(self, a: int, mid: int, b: int) -> None:
+        self.edges[a].append((mid, b))
+
+    def embed(self, t: Table) -> tuple[int, int]:
+        """Copy a DFA table in; returns (entry, exit) states (exit reached by eps from accepting)."""
+        T, A = t
+        entry = self.state()
+        exit_ = self.state()
+        n = T.shape[0]
+        if n == 0:
+            return entry, exit_
+        ids = [self.state() for _ in range(n)]
+        self.add_eps(entry, ids[0])
+        for q in range(n):
+            row = T[q]
+            if A[q]:
+                self.add_eps(ids[q], exit_)
+            targets = np.unique(row[row >= 0])
+            for t_ in targets.tolist():
+                self.add_edge(ids[q], self.mask_id(row == t_), ids[t_])
+        return entry, exit_
+
+    def determinize(self, start: int, final: int, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
+        k = self.k
+        eps = self.eps
+        closure_memo: dict[int, frozenset] = {}
+
+        def closure1(s: int) -> frozenset:
+            c = closure_memo.get(s)
+            if c is None:
+                seen = {s}
+                stack = [s]
+                while stack:
+                    x = stack.pop()
+                    for y in eps[x]:
+                        if y not in seen:
+                            seen.add(y)
+                            stack.append(y)
+                c = frozenset(seen)
+                closure_memo[s] = c
+            return c
+
+        def closure(states) -> frozenset:
+            it = iter(states)
+            first = closure1(next(it))
+            rest = [closure1(s) for s in it]
+            if not rest:
+                return first
+            return first.union(*rest)
+
+        masks = np.vstack(self.masks) if self.masks else np.zeros((0, k), dtype=bool)
+        start_set = closure1(start)
+        index = {start_set: 0}
+        sets = [start_set]
+        rows = []
+        edges = self.edges
+        i = 0
+        while i < len(sets):
+            D = sets[i]
+            i += 1
+            row = np.full(k, DEAD, dtype=np.int32)
+            out: dict[int, list[int]] = {}
+            for s in D:
+                for mid, dst in edges[s]:
+                    lst = out.get(mid)
+                    if lst is None:
+                        out[mid] = [dst]
+                    else:
+                        lst.append(dst)
+            if out:
+                mids = list(out)
+                if len(mids) == 1:
+                    m = masks[mids[0]]
+                    tgt = closure(out[mids[0]])
+                    sid = index.get(tgt)
+                    if sid is None:
+                        sid = len(sets)
+                        index[tgt] = sid
+                        sets.append(tgt)
+                    row[m] = sid
+                else:
+                    M = masks[mids]  # [e, k]
+                    packed = np.packbits(M, axis=0).T  # [k, bytes]
+                    packed = np.ascontiguousarray(packed)
+                    keys = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+                    uniq, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+                    inv = inv.reshape(-1)
+                    ids = np.full(len(uniq), DEAD, dtype=np.int32)
+                    for j, col in enumerate(first.tolist()):
+                        active = np.flatnonzero(M[:, col])
+                        if len(active) == 0:
+                            continue
+                        dsts = [d for a in active.tolist() for d in out[mids[a]]]
+                        tgt = closure(dsts)
+                        sid = index.get(tgt)
+                        if sid is None:
+                            sid = len(sets)
+                            index[tgt] = sid
+                            sets.append(tgt)
+                        ids[j] = sid
+                    row = ids[inv]
+            rows.append(row)
+            _limit(len(sets), max_states, "DFA")
+        acc = np.array([final in D for D in sets], dtype=bool)
+        return np.vstack(rows).astype(np.int32), acc
+
+
+def nfa_concat(nfa: Nfa, parts: list[tuple[int, int]]) -> tuple[int, int]:
+    """Chain fragments (entry, exit) with epsilons."""
+    if not parts:
+        s = nfa.state()
+        return s, s
+    for (a, b), (c, d) in zip(parts, parts[1:]):
+        nfa.add_eps(b, c)
+    return parts[0][0], parts[-1][1]
+
+
+def nfa_repeat(nfa: Nfa, make, lo: int, hi: int | None) -> tuple[int, int]:
+    """``make()`` returns a fresh fragment; build ``lo`` to ``hi`` (None = unbounded) copies."""
+    entry = nfa.state()
+    cur = entry
+    for _ in range(lo):
+        a, b = make()
+        nfa.add_eps(cur, a)
+        cur = b
+    if hi is None:
+        a, b = make()
+        loop = nfa.state()
+        nfa.add_eps(cur, loop)
+        nfa.add_eps(loop, a)
+        nfa.add_eps(b, loop)
+        return entry, loop
+    exit_ = nfa.state()
+    nfa.add_eps(cur, exit_)
+    for _ in range(hi - lo):
+        a, b = make()
+        nfa.add_eps(cur, a)
+        nfa.add_eps(b, exit_)
+        cur = b
+    return entry, exit_
+
+
+# ---------------------------------------------------------------------------
+# generic table operations (used by CharDFA and the byte operations)
+
+
+def t_concat(tables: list[Table], k: int, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
+    nfa = Nfa(k)
+    a, b = nfa_concat(nfa, [nfa.embed(t) for t in tables])
+    return minimize(*nfa.determinize(a, b, max_states))
+
+
+def t_repeat(t: Table, lo: int, hi: int | None, k: int, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
+    if hi is not None and hi < lo:
+        return empty_table(k)
+    nfa = Nfa(k)
+    a, b = nfa_repeat(nfa, lambda: nfa.embed(t), lo, hi)
+    return minimize(*nfa.determinize(a, b, max_states))
+
+
+def t_union(tables: list[Table], max_states: int | None = DEFAULT_MAX_STATES) -> Table:
+    acc = tables[0]
+    for t in tables[1:]:
+        acc = minimize(*product(acc, t, "or", max_states))
+    return minimize(*acc) if len(tables) == 1 else acc
+
+
+# ---------------------------------------------------------------------------
+# byte level
+
+
+def byte_classes(*dfas: ByteDFA) -> tuple[np.ndarray, np.ndarray]:
+    """(class_of_byte int64 [256], representative byte per class), classes ordered by first byte."""
+    mats = [d.trans for d in dfas if d.n_states]
+    if not mats:
+        return np.zeros(256, dtype=np.int64), np.zeros(1, dtype=np.int64)
+    cols = np.ascontiguousarray(np.concatenate(mats, axis=0).T)  # [256, N]
+    keys = cols.view(np.dtype((np.void, cols.shape[1] * cols.itemsize))).reshape(-1)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    inv = inv.reshape(-1)
+    # relabel by first occurrence
+    order = np.argsort(first)
+    relabel = np.empty_like(order)
+    relabel[order] = np.arange(len(order))
+    cls = relabel[inv]
+    reps = first[order]
+    return cls.astype(np.int64), reps.astype(np.int64)
+
+
+def to_table(d: ByteDFA, reps: np.ndarray) -> Table:
+    return np.ascontiguousarray(d.trans[:, reps]), d.accepting
+
+
+def from_table(t: Table, cls: np.ndarray, *, minimal: bool = False, start: int = 0) -> ByteDFA:
+    """Expand a class table to a :class:`ByteDFA` (minimising unless ``minimal``)."""
+    T, A = t
+    if not minimal:
+        T, A = minimize(T, A, start)
+    if T.shape[0] == 0:
+        return ByteDFA.empty()
+    full = np.ascontiguousarray(T[:, cls]).astype(np.int32)
+    return _make(full, np.asarray(A, dtype=bool).copy())
+
+
+def _all_bytes_classes():
+    return np.arange(256, dtype=np.int64), np.arange(256, dtype=np.int64)
+
+
+def union(*dfas: ByteDFA, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    dfas = [d for d in dfas if not d.is_empty]
+    if not dfas:
+        return ByteDFA.empty()
+    if len(dfas) == 1:
+        return dfas[0]
+    cls, reps = byte_classes(*dfas)
+    acc = to_table(dfas[0], reps)
+    for d in dfas[1:]:
+        acc = minimize(*product(acc, to_table(d, reps), "or", max_states))
+    return from_table(acc, cls, minimal=True)
+
+
+def intersection(a: ByteDFA, b: ByteDFA, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    if a.is_empty or b.is_empty:
+        return ByteDFA.empty()
+    cls, reps = byte_classes(a, b)
+    return from_table(product(to_table(a, reps), to_table(b, reps), "and", max_states), cls)
+
+
+def difference(a: ByteDFA, b: ByteDFA, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    if a.is_empty or b.is_empty:
+        return a
+    cls, reps = byte_classes(a, b)
+    return from_table(product(to_table(a, reps), to_table(b, reps), "diff", max_states), cls)
+
+
+def concat(*dfas: ByteDFA, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    if not dfas:
+        return ByteDFA.literal(b"")
+    if any(d.is_empty for d in dfas):
+        return ByteDFA.empty()
+    if len(dfas) == 1:
+        return dfas[0]
+    cls, reps = byte_classes(*dfas)
+    return from_table(t_concat([to_table(d, reps) for d in dfas], len(reps), max_states), cls, minimal=True)
+
+
+def repeat(d: ByteDFA, lo: int, hi: int | None = None, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    """``d{lo,hi}``; ``hi=None`` means unbounded."""
+    if lo < 0 or (hi is not None and hi < lo):
+        raise ValueError(f"bad repeat bounds {lo}, {hi}")
+    if d.is_empty:
+        return ByteDFA.literal(b"") if lo == 0 else ByteDFA.empty()
+    cls, reps = byte_classes(d)
+    return from_table(t_repeat(to_table(d, reps), lo, hi, len(reps), max_states), cls, minimal=True)
+
+
+def star(d: ByteDFA, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    return repeat(d, 0, None, max_states=max_states)
+
+
+def plus(d: ByteDFA, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    return repeat(d, 1, None, max_states=max_states)
+
+
+def optional(d: ByteDFA, *, max_states: int | None = DEFAULT_MAX_STATES) -> ByteDFA:
+    return repeat(d, 0, 1, max_states=max_states)
+
+
+def normalize_fast(trans: np.ndarray, accepting: np.ndarray, start: int = 0) -> ByteDFA:
+    """Same result as :meth:`ByteDFA.from_arrays`, computed over byte classes with Hopcroft."""
+    trans = np.asarray(trans, dtype=np.int32)
+    if trans.shape[0] == 0 or start < 0:
+        return ByteDFA.empty()
+    cols = np.ascontiguousarray(trans.T)
+    keys = cols.view(np.dtype((np.void, cols.shape[1] * cols.itemsize))).reshape(-1)
+    _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    relabel = np.empty_like(order)
+    relabel[order] = np.arange(len(order))
+    cls = relabel[inv.reshape(-1)]
+    reps = first[order]
+    return from_table((np.ascontiguousarray(trans[:, reps]), np.asarray(accepting, dtype=bool)), cls, start=start)
