@@ -61,9 +61,12 @@ def test_every_id_special_or_bytes(request, name):
     for i in tok.all_special_ids:
         assert vocab.token_bytes[i] is None
         assert i in vocab.special_ids
-    # every one of the 256 single bytes is reachable as a token in a byte-level BPE
+    # printable ASCII is there as single tokens; Llama-3 / DeepSeek have all 256 single bytes
+    # (SmolLM2's vocabulary lacks a few, e.g. 0xC0, 0xF5-0xFF)
     singles = {b for b in vocab.token_bytes if b is not None and len(b) == 1}
-    assert len(singles) == 256
+    assert {bytes([c]) for c in range(0x20, 0x7F)} <= singles
+    if name != "smollm_tokenizer":
+        assert len(singles) == 256
 
 
 @pytest.mark.parametrize("name", BYTE_LEVEL)
@@ -153,7 +156,7 @@ def test_construction_speed_and_memo(llama3_tokenizer, deepseek_tokenizer):
         t = time.perf_counter()
         v1 = Vocabulary.from_tokenizer(tok)
         build = time.perf_counter() - t
-        assert build < 1.0, build
+        assert build < 2.0, build  # ~0.3 s measured; slack for loaded CI
         t = time.perf_counter()
         for _ in range(100):
             assert Vocabulary.from_tokenizer(tok) is v1
@@ -230,14 +233,19 @@ def test_sentencepiece_roundtrip(sp_tokenizer):
     assert vocab.kind == "sentencepiece"
     for text in TEXTS:
         ids = tok.encode(text, add_special_tokens=False)
-        assert ids == sp.encode(text), text  # transformers pipeline agrees with sentencepiece
-        reference = sp.decode(ids)  # sentencepiece normalises whitespace: compare to its decode
+        decoded = tok.decode(ids)
+        assert decoded == text, text  # no normalizer in the HF pipeline: lossless
+        # (sentencepiece's own normaliser collapses whitespace, so its ids may differ; its
+        # decode of *these* ids must still agree)
+        assert sp.decode(ids) == decoded
         joined = b"".join(vocab.token_bytes[i] for i in ids)
         if tok.convert_ids_to_tokens(ids[0]).startswith("▁"):
             assert joined[:1] == b" "
             joined = joined[1:]
-        assert joined == reference.encode("utf-8"), text
-        assert tok.decode(ids) == reference
+        assert joined == decoded.encode("utf-8"), text
+        # after another token (mid-text) nothing is stripped: only the very first dummy space goes
+        both = tok.encode("a", add_special_tokens=False) + ids
+        assert vocab.decode_bytes(both)[1:] == tok.decode(both).encode("utf-8")
 
 
 def test_sentencepiece_byte_tokens_and_specials(sp_tokenizer):

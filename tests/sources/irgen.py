@@ -51,10 +51,10 @@ def dfa_sample(dfa: ByteDFA, rng: random.Random, wander: int = 6) -> bytes:
     steps = 0
     budget = rng.randint(0, wander)
     while True:
-        if dfa.accepting[q] and (steps >= budget or rng.random() < 0.3):
-            return bytes(out)
         row = dfa.trans[q]
         choices = _utf8_next_bytes(row)
+        if dfa.accepting[q] and (steps >= budget or len(choices) == 0 or rng.random() < 0.3):
+            return bytes(out)
         if steps >= budget:
             # head for acceptance: only moves that decrease the distance
             choices = [c for c in choices if dist[row[c]] < dist[q]]

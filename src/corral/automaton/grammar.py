@@ -12,6 +12,7 @@ from ..errors import CorralError, ValidationError
 from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
 from .masks import RemainderTrie, terminal_state_masks
+from .regularize import regularize
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
@@ -37,9 +38,20 @@ class Grammar:
     its caches fill as matchers explore it. Build one with a ``from_*`` constructor.
     """
 
-    def __init__(self, ir: GrammarIR, vocab: "Vocabulary | Any | None" = None, *, _automaton: ByteAutomaton | None = None) -> None:
-        self.ir = ir
-        self.automaton = _automaton or ByteAutomaton(ir)
+    def __init__(
+        self,
+        ir: GrammarIR,
+        vocab: "Vocabulary | Any | None" = None,
+        *,
+        collapse_regular: bool = True,
+        _automaton: ByteAutomaton | None = None,
+    ) -> None:
+        self.source_ir = ir
+        if _automaton is not None:
+            self.ir = _automaton.ir
+        else:
+            self.ir = regularize(ir) if collapse_regular else ir
+        self.automaton = _automaton or ByteAutomaton(self.ir)
         self.vocab = _as_vocab(vocab)
         self._masker = _Masker(self.automaton, self.vocab) if self.vocab is not None else None
 

@@ -80,6 +80,23 @@ def _where_from_message(msg: str) -> str | None:
     return f"line {m.group(1)}" + (f", column {m.group(2)}" if m.group(2) else "")
 
 
+# Lark's common.lark writes ESCAPED_STRING as  "\"" /.*?(?<!\\)(\\\\)*?/ "\"" : a lazy
+# body followed by a lookbehind. Under Lark's Earley scanner (first match at a position,
+# then its prefixes) the token ends at the first delimiter preceded by an even number of
+# backslashes, which is the lookaround-free  D(?:[^D\\\n]|\\.)*D .
+_LAZY_ESCAPED = re.compile(r"""(["'])\.\*\?\(\?<!\\\\\)\(\\\\\\\\\)\*\?\1""")
+
+
+def _rewrite_known_lookarounds(pattern: str, flags: str) -> str:
+    def repl(m: re.Match) -> str:
+        d = m.group(1)
+        if "s" in flags:
+            return f"{d}(?:[^{d}\\\\]|\\\\[\\s\\S])*{d}"
+        return f"{d}(?:[^{d}\\\\\\n]|\\\\.)*{d}"
+
+    return _LAZY_ESCAPED.sub(repl, pattern)
+
+
 def _terminal_dfa(tdef):
     """The ByteDFA of one Lark TerminalDef."""
     from lark.lexer import PatternRE, PatternStr
@@ -96,7 +113,7 @@ def _terminal_dfa(tdef):
             return None  # the empty string: handled by the caller
         return literal_dfa(data)
     if isinstance(pat, PatternRE):
-        return _compile_regex(pat.value, flags)
+        return _compile_regex(_rewrite_known_lookarounds(pat.value, flags), flags)
     raise GrammarError(f"terminal {tdef.name} has an unknown pattern type {type(pat).__name__}")
 
 
