@@ -122,18 +122,11 @@ def register_speculative(fn: SamplerFn, name: str = "default") -> SamplerFn:
 
 
 # ----------------------------------------------------------------------------- masks / warps
-_SHIFTS = torch.arange(32, dtype=torch.int32)
-
-
 def mask_logits(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
-    """Set disallowed entries of ``logits`` ``[rows, W]`` to ``-inf`` from an int32 bitmask."""
-    bits = ((bitmask.unsqueeze(-1) >> _SHIFTS.to(bitmask.device)) & 1).reshape(bitmask.shape[0], -1).bool()
-    w = logits.shape[-1]
-    if bits.shape[1] >= w:
-        allowed = bits[:, :w]
-    else:
-        allowed = torch.cat([bits, bits.new_zeros((bits.shape[0], w - bits.shape[1]))], dim=1)
-    return logits.masked_fill(~allowed.to(logits.device), float("-inf"))
+    """Set disallowed entries of ``logits`` ``[rows, W]`` to ``-inf`` from an int32 bitmask (out of place)."""
+    from .integrations.hf import apply_bitmask
+
+    return apply_bitmask(logits, bitmask)
 
 
 def warp(logits: torch.Tensor, temperature: float, top_k: int, top_p: float) -> torch.Tensor:

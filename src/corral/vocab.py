@@ -476,7 +476,11 @@ def _extract(tok: Any) -> _Extracted:
 
 def _extract_backend(tok: Any, bt: Any) -> _Extracted:
     model_type = type(bt.model).__name__
-    dec = _Decoder(_component_cfg(bt.decoder), model_type, _component_cfg(bt.pre_tokenizer))
+    try:  # only used to describe the tokenizer in error messages
+        pretok = _component_cfg(bt.pre_tokenizer)
+    except TokenizerError:
+        pretok = {"type": type(bt.pre_tokenizer).__name__}
+    dec = _Decoder(_component_cfg(bt.decoder), model_type, pretok)
     vocab = bt.get_vocab(with_added_tokens=False)
     added = bt.get_added_tokens_decoder()
     n = max(bt.get_vocab_size(with_added_tokens=True), max(vocab.values(), default=-1) + 1,

@@ -295,9 +295,6 @@ def utf8_sequences(lo: int, hi: int) -> list[list[tuple[int, int]]]:
     ``[[(0x00, 0x7F)], [(0xC2, 0xDF), (0x80, 0xBF)]]``.
     """
     out: list[list[tuple[int, int]]] = []
-    todo = [(lo, hi)]
-    for a, b in intersect(((lo, hi),), ALL):
-        pass
     todo = list(intersect(((lo, hi),), ALL))
     while todo:
         a, b = todo.pop(0)
@@ -509,7 +506,7 @@ class TrieBuilder:
         self._memo[key] = r
         return r
 
-    def json_root_runs(self, surrogate_pairs: bool = True) -> list[tuple[int, int, tuple]]:
+    def json_root_runs(self) -> list[tuple[int, int, tuple]]:
         """Runs of the root for JSON string content: raw UTF-8 (not '"', '\\', < 0x20) and escapes."""
         forbidden = normalize([(0, 0x1F), (0x22, 0x22), (0x5C, 0x5C)])
         runs = self.utf8_lead_runs(exclude_ascii=forbidden)

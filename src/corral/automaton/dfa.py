@@ -78,7 +78,7 @@ class ByteDFA:
             trans[i, b] = i + 1
         acc = np.zeros(n, dtype=bool)
         acc[n - 1] = True
-        return normalized(trans, acc, 0)
+        return _make(trans, acc)  # a chain is already trimmed, minimal and in BFS order
 
     @staticmethod
     def empty() -> "ByteDFA":

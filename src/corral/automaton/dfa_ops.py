@@ -164,7 +164,26 @@ def minimize(trans: np.ndarray, acc: np.ndarray, start: int = 0, *, assume_trim:
 def canonical(trans: np.ndarray, acc: np.ndarray, start: int) -> Table:
     """Renumber reachable states in BFS order from ``start`` (columns in order)."""
     n, k = trans.shape
-    rows = trans.tolist()
+    if k > 4 and n > 0:
+        # per row, the distinct targets in order of first column (vectorised)
+        if k <= 48:
+            mark = trans >= 0
+            for j in range(1, k):
+                mark[:, j] &= (trans[:, :j] != trans[:, j:j + 1]).all(axis=1)
+        else:
+            srt = np.argsort(trans, axis=1, kind="stable")
+            vals = np.take_along_axis(trans, srt, axis=1)
+            first = np.ones_like(vals, dtype=bool)
+            first[:, 1:] = vals[:, 1:] != vals[:, :-1]
+            first &= vals >= 0
+            mark = np.zeros_like(first)
+            np.put_along_axis(mark, srt, first, axis=1)
+        ri, ci = np.nonzero(mark)
+        tg = trans[ri, ci].tolist()
+        cuts = np.searchsorted(ri, np.arange(n + 1)).tolist()
+        rows = [tg[cuts[q]:cuts[q + 1]] for q in range(n)]
+    else:
+        rows = trans.tolist()
     index = {start: 0}
     order = [start]
     i = 0
@@ -193,7 +212,7 @@ def product(ta: Table, tb: Table, op: str, max_states: int | None = DEFAULT_MAX_
     k = Ta.shape[1] if Ta.shape[0] else Tb.shape[1]
     na, nb = Ta.shape[0], Tb.shape[0]
     # pad a dead row at index -1 (row na / nb) so that dead components keep going
-    Ta2 = np.vstack([Ta, np.full((1, k), DEAD, dtype=np.int32)]) if True else Ta
+    Ta2 = np.vstack([Ta, np.full((1, k), DEAD, dtype=np.int32)])
     Tb2 = np.vstack([Tb, np.full((1, k), DEAD, dtype=np.int32)])
     Aa2 = np.append(Aa, False)
     Ab2 = np.append(Ab, False)
@@ -575,12 +594,25 @@ def normalize_fast(trans: np.ndarray, accepting: np.ndarray, start: int = 0) -> 
     trans = np.asarray(trans, dtype=np.int32)
     if trans.shape[0] == 0 or start < 0:
         return ByteDFA.empty()
+    cls, reps = _classes_of(trans)
+    return from_table((np.ascontiguousarray(trans[:, reps]), np.asarray(accepting, dtype=bool)), cls, start=start)
+
+
+def _classes_of(trans: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     cols = np.ascontiguousarray(trans.T)
     keys = cols.view(np.dtype((np.void, cols.shape[1] * cols.itemsize))).reshape(-1)
     _, first, inv = np.unique(keys, return_index=True, return_inverse=True)
     order = np.argsort(first)
     relabel = np.empty_like(order)
     relabel[order] = np.arange(len(order))
-    cls = relabel[inv.reshape(-1)]
-    reps = first[order]
-    return from_table((np.ascontiguousarray(trans[:, reps]), np.asarray(accepting, dtype=bool)), cls, start=start)
+    return relabel[inv.reshape(-1)], first[order]
+
+
+def canonical_bytes(trans: np.ndarray, accepting: np.ndarray, start: int = 0) -> ByteDFA:
+    """Canonical numbering of an already trimmed and minimal byte DFA (no minimisation)."""
+    trans = np.asarray(trans, dtype=np.int32)
+    if trans.shape[0] == 0:
+        return ByteDFA.empty()
+    cls, reps = _classes_of(trans)
+    T, A = canonical(np.ascontiguousarray(trans[:, reps]), np.asarray(accepting, dtype=bool), start)
+    return _make(np.ascontiguousarray(T[:, cls]).astype(np.int32), A)

@@ -11,7 +11,9 @@ import torch
 from ..errors import CorralError, ValidationError
 from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
-from .masks import RemainderTrie, terminal_state_masks
+from .dfa import ByteDFA
+from .masks import resolve_crossing, terminal_state_masks
+from .trie import trie_lists
 from .regularize import regularize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,21 +179,11 @@ class _Masker:
             self._token_step[key] = out
         return out
 
-    def _viable_remainders(self, column: int, trie: "RemainderTrie") -> np.ndarray:
-        """Which remainders stay alive when read from a boundary at ``column``."""
-        ok = np.zeros(trie.n_remainders, dtype=bool)
-        children, ends = trie.children, trie.ends
-        step = self.A.step
-        stack = [(0, self.A.boundary_state(column))]
-        while stack:
-            node, sid = stack.pop()
-            for i in ends[node]:
-                ok[i] = True
-            for b, child in children[node]:
-                nxt = step(sid, b)
-                if nxt >= 0:
-                    stack.append((child, nxt))
-        return ok
+    def _next_dfas(self, column: int) -> list[ByteDFA]:
+        """The DFAs of the terminals that may start at ``column``."""
+        nt = self.A.n_terminals
+        terms = self.A.ir.terminals
+        return [terms[t] for t in sorted({r % nt for r in self.A.roles_at(column)})]
 
     def _term_mask(self, after_col: int, term: int, q: int) -> np.ndarray:
         """Tokens allowed from state q of ``term``, given the column once ``term`` completes."""
@@ -201,17 +193,39 @@ class _Masker:
             return m
         tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
         m = tsm.inside
-        if tsm.n_cross:
-            ok = self._viable_remainders(after_col, tsm.remainders)
-            ids = tsm.cross_ids[ok[tsm.cross_rem]]
-            extra = [tid for tid, idx in tsm.multi if ok[list(idx)].any()]
-            if extra:
-                ids = np.concatenate([ids, np.asarray(extra, dtype=np.int64)])
-            if len(ids):
-                m = m.copy()
-                np.bitwise_or.at(m, ids >> 5, (np.uint32(1) << (ids & 31).astype(np.uint32)))
-                m.setflags(write=False)
+        if tsm.has_crossing and after_col >= 0:
+            bits, second = resolve_crossing(self.vocab, tsm, self._next_dfas(after_col))
+            m = m | bits
+            if second:
+                m = self._resolve_exact(m, after_col, second)
+        m.setflags(write=False)
         self._term_masks[key] = m
+        return m
+
+    def _resolve_exact(self, m: np.ndarray, after_col: int, second: list[tuple[int, int]]) -> np.ndarray:
+        """Check crossing subtrees byte by byte against the full automaton (DFS, dead branches pruned)."""
+        t = trie_lists(self.vocab)
+        child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth = (
+            t.child_ptr, t.child_byte, t.child_node, t.tok_lo, t.tok_hi, t.sorted_ids, t.depth,
+        )
+        start = self.A.boundary_state(after_col)
+        walk, step = self.A.walk, self.A.step
+        tb = self.token_bytes
+        for node, cut in second:
+            first = tb[sorted_ids[tok_lo[node]]]
+            sid = walk(start, first[cut : depth[node]])
+            if sid < 0:
+                continue
+            stack = [(node, sid)]
+            while stack:
+                nd, sid = stack.pop()
+                for k in range(tok_lo[nd], tok_hi[nd]):
+                    tid = sorted_ids[k]
+                    m[tid >> 5] |= np.uint32(1 << (tid & 31))
+                for e in range(child_ptr[nd], child_ptr[nd + 1]):
+                    nxt = step(sid, child_byte[e])
+                    if nxt >= 0:
+                        stack.append((child_node[e], nxt))
         return m
 
     def state_mask(self, sid: int) -> np.ndarray:

@@ -1,17 +1,20 @@
 """Token masks: which vocabulary tokens a byte-automaton state allows.
 
 A state's allowed tokens split into two kinds (see ``lexer.py`` for states):
+
 - tokens read entirely inside the terminal in progress: they depend only on the
   terminal's DFA and its state ``q``, not on the grammar around it, so they are
   computed once per (vocabulary, DFA, q) by a trie walk and shared by every
   grammar containing that terminal ("inside" masks);
-- tokens that finish the terminal part-way and go on: each such token is filed
-  under its *remainders* (the bytes after each point where the terminal could
-  end), and at run time only the distinct remainders are checked against the
-  parser, usually a few dozen short walks, however many tokens share them.
+- tokens that may finish the terminal part-way and go on ("crossing" tokens).
+  The walk files them as trie subtrees with the byte offsets ("cuts") where the
+  terminal could have ended. At run time, once the parser column after the
+  terminal is known, each subtree is walked again (compiled, in one call)
+  through the union DFA of the terminals that may come next; only tokens that
+  cross a second boundary are checked byte by byte against the full automaton.
 
-State masks are then cached per interned state, so a repeated state costs a
-dictionary lookup.
+``Grammar`` caches the result per (column, terminal, q) and per state, so a
+repeated state costs a dictionary lookup.
 """
 
 from __future__ import annotations
@@ -27,8 +30,26 @@ from .trie import TokenTrie, trie_for
 
 
 @njit(cache=True, nogil=True)
-def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sub_hi, sorted_ids, n_words):
-    """DFS over the trie from DFA state q0; returns inside bits and cross records."""
+def _grow(a, cap):
+    b = np.empty(cap, dtype=a.dtype)
+    b[: a.shape[0]] = a
+    return b
+
+
+@njit(cache=True, nogil=True)
+def _set_bits(bits, sorted_ids, lo, hi):
+    for k in range(lo, hi):
+        tid = sorted_ids[k]
+        bits[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+
+
+@njit(cache=True, nogil=True)
+def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words):
+    """DFS over the trie from DFA state q0.
+
+    Returns the inside bits and the crossing records: subtree root nodes with
+    the cut offsets (depths where the DFA accepted on the way to that node).
+    """
     inside = np.zeros(n_words, dtype=np.uint32)
     n_nodes = child_ptr.shape[0] - 1
     st_node = np.empty(n_nodes + 1, dtype=np.int32)
@@ -37,15 +58,13 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     st_depth = np.empty(n_nodes + 1, dtype=np.int32)
     acc_path = np.empty(1024, dtype=np.int32)
     cap = 64
-    rec_lo = np.empty(cap, dtype=np.int32)
-    rec_hi = np.empty(cap, dtype=np.int32)
+    rec_node = np.empty(cap, dtype=np.int32)
     rec_ds = np.empty(cap, dtype=np.int32)
     rec_dn = np.empty(cap, dtype=np.int32)
     dcap = 256
-    depths = np.empty(dcap, dtype=np.int32)
+    cuts = np.empty(dcap, dtype=np.int32)
     n_rec = 0
-    n_dep = 0
-    sp = 0
+    n_cut = 0
     st_node[0] = 0
     st_q[0] = q0
     st_nacc[0] = 0
@@ -57,10 +76,9 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
         q = st_q[sp]
         nacc = st_nacc[sp]
         depth = st_depth[sp]
-        if depth >= 1 and accepting[q]:
-            if nacc < 1024:
-                acc_path[nacc] = depth
-                nacc += 1
+        if depth >= 1 and accepting[q] and nacc < 1024:
+            acc_path[nacc] = depth
+            nacc += 1
         for e in range(child_ptr[node], child_ptr[node + 1]):
             ch = child_node[e]
             q2 = trans[q, child_byte[e]]
@@ -68,143 +86,160 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                 if nacc > 0:
                     if n_rec == cap:
                         cap *= 2
-                        rec_lo = _grow(rec_lo, cap)
-                        rec_hi = _grow(rec_hi, cap)
+                        rec_node = _grow(rec_node, cap)
                         rec_ds = _grow(rec_ds, cap)
                         rec_dn = _grow(rec_dn, cap)
-                    if n_dep + nacc > dcap:
-                        while n_dep + nacc > dcap:
-                            dcap *= 2
-                        depths = _grow(depths, dcap)
-                    rec_lo[n_rec] = tok_lo[ch]
-                    rec_hi[n_rec] = sub_hi[ch]
-                    rec_ds[n_rec] = n_dep
+                    while n_cut + nacc > dcap:
+                        dcap *= 2
+                        cuts = _grow(cuts, dcap)
+                    rec_node[n_rec] = ch
+                    rec_ds[n_rec] = n_cut
                     rec_dn[n_rec] = nacc
                     for i in range(nacc):
-                        depths[n_dep + i] = acc_path[i]
-                    n_dep += nacc
+                        cuts[n_cut + i] = acc_path[i]
+                    n_cut += nacc
                     n_rec += 1
             else:
-                for k in range(tok_lo[ch], tok_hi[ch]):
-                    tid = sorted_ids[k]
-                    inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+                _set_bits(inside, sorted_ids, tok_lo[ch], tok_hi[ch])
                 st_node[sp] = ch
                 st_q[sp] = q2
                 st_nacc[sp] = nacc
                 st_depth[sp] = depth + 1
                 sp += 1
-    return inside, rec_lo[:n_rec], rec_hi[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], depths[:n_dep]
+    return inside, rec_node[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], cuts[:n_cut]
 
 
 @njit(cache=True, nogil=True)
-def _grow(a, cap):
-    b = np.empty(cap, dtype=a.dtype)
-    b[: a.shape[0]] = a
-    return b
+def _resolve_crossing(
+    ltrans, lacc, rec_node, rec_ds, rec_dn, cuts,
+    child_ptr, child_byte, child_node, tok_lo, tok_hi, sub_hi, sorted_ids, depth, flat, offs, n_words,
+):
+    """Walk each crossing subtree, from each cut, through the next-terminals DFA.
 
-
-class RemainderTrie:
-    """The distinct remainders of a terminal state's crossing tokens, as a byte trie.
-
-    ``children[n]`` maps a byte to a child node; ``ends[n]`` lists the remainder
-    indices that end at node ``n``. Walking it from a parser column prunes every
-    remainder that shares a dead prefix at once.
+    Sets the bits of tokens that stay alive in it; returns (node, cut) pairs of
+    subtrees whose tokens end a second terminal part-way (checked exactly by the caller).
     """
-
-    __slots__ = ("children", "ends", "n_remainders")
-
-    def __init__(self, remainders: list[bytes]) -> None:
-        children: list[dict[int, int]] = [{}]
-        ends: list[list[int]] = [[]]
-        for i, r in enumerate(remainders):
-            node = 0
-            for b in r:
-                nxt = children[node].get(b)
-                if nxt is None:
-                    nxt = len(children)
-                    children[node][b] = nxt
-                    children.append({})
-                    ends.append([])
-                node = nxt
-            ends[node].append(i)
-        self.children = [tuple(c.items()) for c in children]
-        self.ends = [tuple(e) for e in ends]
-        self.n_remainders = len(remainders)
+    bits = np.zeros(n_words, dtype=np.uint32)
+    n_nodes = child_ptr.shape[0] - 1
+    cap = 16
+    sec_node = np.empty(cap, dtype=np.int32)
+    sec_cut = np.empty(cap, dtype=np.int32)
+    n_sec = 0
+    st_node = np.empty(n_nodes + 1, dtype=np.int32)
+    st_q = np.empty(n_nodes + 1, dtype=np.int32)
+    st_acc = np.empty(n_nodes + 1, dtype=np.bool_)
+    for r in range(rec_node.shape[0]):
+        ch = rec_node[r]
+        j = depth[ch]
+        k = tok_lo[ch]
+        base = offs[k]
+        for ci in range(rec_ds[r], rec_ds[r] + rec_dn[r]):
+            c = cuts[ci]
+            # the fixed bytes between the cut and the subtree root
+            s = 0
+            seen = False
+            dead = False
+            for p in range(base + c, base + j):
+                s = ltrans[s, flat[p]]
+                if s < 0:
+                    dead = True
+                    break
+                if lacc[s]:
+                    seen = True
+            if dead:
+                if seen:
+                    if n_sec == cap:
+                        cap *= 2
+                        sec_node = _grow(sec_node, cap)
+                        sec_cut = _grow(sec_cut, cap)
+                    sec_node[n_sec] = ch
+                    sec_cut[n_sec] = c
+                    n_sec += 1
+                continue
+            _set_bits(bits, sorted_ids, tok_lo[ch], tok_hi[ch])
+            st_node[0] = ch
+            st_q[0] = s
+            st_acc[0] = seen
+            sp = 1
+            while sp > 0:
+                sp -= 1
+                node = st_node[sp]
+                q = st_q[sp]
+                acc = st_acc[sp]
+                for e in range(child_ptr[node], child_ptr[node + 1]):
+                    c2 = child_node[e]
+                    q2 = ltrans[q, child_byte[e]]
+                    if q2 < 0:
+                        if acc:
+                            if n_sec == cap:
+                                cap *= 2
+                                sec_node = _grow(sec_node, cap)
+                                sec_cut = _grow(sec_cut, cap)
+                            sec_node[n_sec] = c2
+                            sec_cut[n_sec] = c
+                            n_sec += 1
+                    else:
+                        _set_bits(bits, sorted_ids, tok_lo[c2], tok_hi[c2])
+                        st_node[sp] = c2
+                        st_q[sp] = q2
+                        st_acc[sp] = acc or lacc[q2]
+                        sp += 1
+    return bits, sec_node[:n_sec], sec_cut[:n_sec]
 
 
 @dataclass(frozen=True, eq=False)
 class TerminalStateMasks:
-    """What one (vocabulary, terminal DFA, state q) contributes to any grammar's masks.
+    """What one (vocabulary, terminal DFA, state q) contributes to any grammar's masks."""
 
-    ``inside``: tokens read entirely inside the terminal (always allowed here).
-    Crossing tokens: ``cross_ids[i]`` is allowed iff remainder ``cross_rem[i]`` is
-    viable after the terminal ends; the few tokens with several possible ends are
-    in ``multi`` as (token id, remainder indices), allowed iff any is viable.
-    """
-
-    inside: np.ndarray  # uint32 [n_words]
-    remainders: RemainderTrie
-    cross_ids: np.ndarray  # int64
-    cross_rem: np.ndarray  # int64
-    multi: tuple[tuple[int, tuple[int, ...]], ...]
+    inside: np.ndarray  # uint32 [n_words]: tokens read entirely inside the terminal
+    rec_node: np.ndarray  # int32 [R]: roots of crossing subtrees
+    rec_ds: np.ndarray  # int32 [R]: first cut of each record in ``cuts``
+    rec_dn: np.ndarray  # int32 [R]: number of cuts of each record
+    cuts: np.ndarray  # int32: byte offsets where the terminal could end
     n_inside: int
-    n_cross: int
+
+    @property
+    def has_crossing(self) -> bool:
+        return self.rec_node.shape[0] > 0
+
+
 _tsm_cache: dict[tuple[str, bytes, int], TerminalStateMasks] = {}
 _tsm_lock = threading.Lock()
 
 
 def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
-    """Inside mask and cross groups of DFA state ``q`` (memoised across grammars)."""
+    """Inside mask and crossing records of DFA state ``q`` (memoised across grammars)."""
     key = (vocab.fingerprint, dfa.key(), q)
     out = _tsm_cache.get(key)
     if out is not None:
         return out
     trie = trie_for(vocab)
-    out = _compute_tsm(vocab, trie, dfa, q)
+    inside, node, ds, dn, cuts = _walk_trie(
+        dfa.trans, dfa.accepting, np.int32(q),
+        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
+        vocab.n_words,
+    )
+    for a in (inside, node, ds, dn, cuts):
+        a.setflags(write=False)
+    out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
     with _tsm_lock:
         _tsm_cache.setdefault(key, out)
     return _tsm_cache[key]
 
 
-def _compute_tsm(vocab, trie: TokenTrie, dfa: ByteDFA, q: int) -> TerminalStateMasks:
-    inside, lo, hi, ds, dn, depths = _walk_trie(
-        dfa.trans,
-        dfa.accepting,
-        np.int32(q),
-        trie.child_ptr,
-        trie.child_byte,
-        trie.child_node,
-        trie.tok_lo,
-        trie.tok_hi,
-        trie.sub_hi,
-        trie.sorted_ids,
-        vocab.n_words,
-    )
-    token_bytes = vocab.token_bytes
-    sorted_ids = trie.sorted_ids
-    rem_index: dict[bytes, int] = {}
-    single_ids: list[int] = []
-    single_rem: list[int] = []
-    multi: list[tuple[int, tuple[int, ...]]] = []
-    for r in range(len(lo)):
-        cuts = depths[ds[r] : ds[r] + dn[r]].tolist()
-        for k in range(lo[r], hi[r]):
-            tid = int(sorted_ids[k])
-            tb = token_bytes[tid]
-            idx = tuple(rem_index.setdefault(tb[c:], len(rem_index)) for c in cuts)
-            if len(idx) == 1:
-                single_ids.append(tid)
-                single_rem.append(idx[0])
-            else:
-                multi.append((tid, idx))
-    inside.setflags(write=False)
-    n_inside = int(np.bitwise_count(inside).sum())
-    return TerminalStateMasks(
-        inside=inside,
-        remainders=RemainderTrie(list(rem_index)),
-        cross_ids=np.asarray(single_ids, dtype=np.int64),
-        cross_rem=np.asarray(single_rem, dtype=np.int64),
-        multi=tuple(multi),
-        n_inside=n_inside,
-        n_cross=len(single_ids) + len(multi),
-    )
+def resolve_crossing(vocab, tsm: TerminalStateMasks, next_dfas: list[ByteDFA]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Bits of crossing tokens that continue inside one of ``next_dfas``, and the subtrees left to check exactly."""
+    trie: TokenTrie = trie_for(vocab)
+    bits = np.zeros(vocab.n_words, dtype=np.uint32)
+    second: set[tuple[int, int]] = set()
+    for d in next_dfas:
+        if d.is_empty:
+            continue
+        b, sec_node, sec_cut = _resolve_crossing(
+            d.trans, d.accepting, tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts,
+            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sub_hi,
+            trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
+        )
+        np.bitwise_or(bits, b, out=bits)
+        second.update(zip(sec_node.tolist(), sec_cut.tolist()))
+    return bits, sorted(second)

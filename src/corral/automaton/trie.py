@@ -23,6 +23,8 @@ class TokenTrie:
     sub_hi: np.ndarray  # int32 [n_nodes]: tokens at or below node i are sorted_ids[tok_lo[i]:sub_hi[i]]
     sorted_ids: np.ndarray  # int32 [n_tokens] token ids in byte order
     depth: np.ndarray  # int32 [n_nodes]
+    flat: np.ndarray  # uint8: the bytes of all tokens, in sorted order
+    offs: np.ndarray  # int64 [n_tokens + 1]: token at sorted position k is flat[offs[k]:offs[k+1]]
 
     @property
     def n_nodes(self) -> int:
@@ -104,4 +106,32 @@ def build_trie(token_bytes) -> TokenTrie:
         sub_hi=sub_hi,
         sorted_ids=sorted_ids,
         depth=depth_a,
+        flat=np.frombuffer(b"".join(b for b, _ in items), dtype=np.uint8).copy(),
+        offs=np.concatenate([[0], np.cumsum([len(b) for b, _ in items])]).astype(np.int64),
     )
+
+
+class TrieLists:
+    """The trie's arrays as Python lists, for the pure-Python exact walks (fast scalar access)."""
+
+    def __init__(self, t: TokenTrie) -> None:
+        self.child_ptr = t.child_ptr.tolist()
+        self.child_byte = t.child_byte.tolist()
+        self.child_node = t.child_node.tolist()
+        self.tok_lo = t.tok_lo.tolist()
+        self.tok_hi = t.tok_hi.tolist()
+        self.sorted_ids = t.sorted_ids.tolist()
+        self.depth = t.depth.tolist()
+
+
+_lists_cache: dict[str, TrieLists] = {}
+
+
+def trie_lists(vocab) -> TrieLists:
+    key = vocab.fingerprint
+    out = _lists_cache.get(key)
+    if out is None:
+        out = TrieLists(trie_for(vocab))
+        with _lock:
+            _lists_cache.setdefault(key, out)
+    return _lists_cache[key]

@@ -22,9 +22,12 @@ row's *generated* tokens), and it is recomputed from those.
   ``num_return_sequences``).  The processor records that length and the prompt columns at the
   first call.  A later call whose rows, length or prompt columns do not match the recorded
   prompt starts a new session (a new ``generate()``); a call with the same prompt keeps the
-  cache, which is correct because states only depend on generated tokens.  If you want to
-  force a fresh start (e.g. you continue a previous output as the new prompt), call
-  :meth:`LogitsProcessor.reset` or pass ``prompt_length=`` explicitly.
+  cache, which is correct because states only depend on generated tokens.  Every mode extends
+  a prefix it has shown the processor by at most one token per call (assisted generation scores
+  drafts one prefix at a time), so a call that jumps further ahead is also a new ``generate()``
+  (e.g. a chat continuation whose prompt extends the previous prompt and output) and restarts
+  the session.  To force a fresh start, call :meth:`LogitsProcessor.reset`; to feed arbitrary
+  prefixes yourself, pass ``prompt_length=`` (then nothing is detected).
 * **Tracks.**  Per grammar, the processor keeps a pool of *tracks* (a matcher plus the token
   sequence it has consumed).  For each row it picks the track with the longest common prefix
   with the row's generated tokens (preferring the track that served the same row last call),
@@ -50,6 +53,7 @@ always masked.
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -67,13 +71,23 @@ except Exception:  # pragma: no cover
 __all__ = ["LogitsProcessor", "unpack_bitmask", "apply_bitmask"]
 
 _SHIFTS = torch.arange(32, dtype=torch.int32)
+_LITTLE_ENDIAN = sys.byteorder == "little"
+# byte value -> its 8 bits (bit j of byte k of the int32 row is token 8k + j on little-endian hosts)
+_BYTE_BITS = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).bool()
+_BIAS_LUT: dict[tuple[torch.dtype, str], torch.Tensor] = {}
 
 
 def unpack_bitmask(bitmask: torch.Tensor, width: int | None = None) -> torch.Tensor:
-    """int32 ``[rows, words]`` (bit i%32 of word i//32) -> bool ``[rows, width]`` (allowed)."""
-    shifts = _SHIFTS if _SHIFTS.device == bitmask.device else _SHIFTS.to(bitmask.device)
-    bits = (bitmask.unsqueeze(-1) >> shifts) & 1
-    allowed = bits.reshape(bitmask.shape[0], -1).bool()
+    """int32 ``[rows, words]`` (bit i%32 of word i//32) -> bool ``[rows, width]`` (allowed).
+
+    Ids at or past ``32 * words`` are not allowed.
+    """
+    if _LITTLE_ENDIAN and bitmask.is_contiguous():
+        lut = _BYTE_BITS if _BYTE_BITS.device == bitmask.device else _BYTE_BITS.to(bitmask.device)
+        allowed = lut[bitmask.view(torch.uint8).long()].reshape(bitmask.shape[0], -1)
+    else:
+        shifts = _SHIFTS if _SHIFTS.device == bitmask.device else _SHIFTS.to(bitmask.device)
+        allowed = ((bitmask.unsqueeze(-1) >> shifts) & 1).reshape(bitmask.shape[0], -1).bool()
     if width is None:
         return allowed
     have = allowed.shape[1]
@@ -83,10 +97,31 @@ def unpack_bitmask(bitmask: torch.Tensor, width: int | None = None) -> torch.Ten
     return torch.cat([allowed, pad], dim=1)
 
 
+def bitmask_bias(bitmask: torch.Tensor, width: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """Additive bias ``[rows, width]``: 0 where the bitmask allows a token, ``-inf`` elsewhere.
+
+    One table lookup per mask byte (no ``[rows, V, 32]`` intermediate); ids past the mask: ``-inf``.
+    """
+    bitmask = bitmask.to(device).contiguous()
+    if not _LITTLE_ENDIAN:  # pragma: no cover - big-endian hosts
+        allowed = unpack_bitmask(bitmask, width)
+        return torch.zeros(allowed.shape, dtype=dtype, device=device).masked_fill_(~allowed, float("-inf"))
+    key = (dtype, str(device))
+    lut = _BIAS_LUT.get(key)
+    if lut is None:
+        lut = torch.zeros(_BYTE_BITS.shape, dtype=dtype).masked_fill_(~_BYTE_BITS, float("-inf")).to(device)
+        _BIAS_LUT[key] = lut
+    bias = lut[bitmask.view(torch.uint8).long()].reshape(bitmask.shape[0], -1)
+    have = bias.shape[1]
+    if have >= width:
+        return bias[:, :width]
+    pad = torch.full((bias.shape[0], width - have), float("-inf"), dtype=dtype, device=device)
+    return torch.cat([bias, pad], dim=1)
+
+
 def apply_bitmask(scores: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     """Return ``scores`` with every token whose bit is 0 set to ``-inf`` (out of place)."""
-    allowed = unpack_bitmask(bitmask.to(scores.device), scores.shape[-1])
-    return scores.masked_fill(~allowed, float("-inf"))
+    return scores + bitmask_bias(bitmask, scores.shape[-1], scores.dtype, scores.device)
 
 
 @dataclass(eq=False)
@@ -221,64 +256,62 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
         return row // (rows // n)
 
     # ------------------------------------------------------------------ tracks
-    def _tracks_for(self, input_ids: torch.Tensor) -> list[_Track]:
+    def _plan(self, input_ids: torch.Tensor) -> tuple[list[list[int]], list[tuple[_Track, int, bool]], int]:
+        """For each row: (track to continue, common prefix length, needs a fork); and the largest jump."""
         rows = input_ids.shape[0]
         p = self._prompt_length or 0
         seqs = input_ids[:, p:].tolist()
-        old_row_track = self._row_track
-        new_pools: list[list[_Track]] = [[] for _ in self.grammars]
         claimed: set[int] = set()
-        plan: list[tuple[_Track, int, bool]] = []  # (source track, lcp, needs fork)
+        plan: list[tuple[_Track, int, bool]] = []
+        jump = 0
         for r in range(rows):
             gi = self._grammar_index(r, rows)
             seq = seqs[r]
+            pool = self._pools[gi]
             best: _Track | None = None
             best_lcp = -1
-            own = old_row_track.get(r)
-            if own is not None and own in self._pools[gi]:
+            own = self._row_track.get(r)
+            if own is not None and any(t is own for t in pool):
                 best, best_lcp = own, own.common_prefix(seq)
-            if best is None or best_lcp < len(best.tokens):
-                for t in self._pools[gi]:
+            if best is None or best_lcp < len(best.tokens) or id(best) in claimed:
+                for t in pool:
                     if t is best:
                         continue
                     lcp = t.common_prefix(seq)
-                    if lcp > best_lcp or (lcp == best_lcp and best is not None and id(best) in claimed and id(t) not in claimed):
+                    better = lcp > best_lcp or (
+                        lcp == best_lcp and best is not None and id(best) in claimed and id(t) not in claimed
+                    )
+                    if better:
                         best, best_lcp = t, lcp
-                        if lcp == len(t.tokens) and id(t) not in claimed:
-                            break
             if best is None:
                 best = _Track(self.grammars[gi].matcher())
                 best_lcp = 0
-                self._pools[gi].append(best)
-            fork = id(best) in claimed
+                pool.append(best)
+            jump = max(jump, len(seq) - best_lcp)
+            plan.append((best, best_lcp, id(best) in claimed))
             claimed.add(id(best))
-            plan.append((best, best_lcp, fork))
+        return seqs, plan, jump
+
+    def _tracks_for(self, input_ids: torch.Tensor) -> list[_Track]:
+        seqs, plan, jump = self._plan(input_ids)
+        if jump > 1 and self._fixed_prompt_length is None:
+            # Every generate() mode extends a known prefix by at most one token per call (assisted
+            # generation included: drafts are scored one prefix at a time).  A bigger jump means a
+            # new generate() whose prompt extends the previous one: start over with this prompt.
+            self._start_session(input_ids)
+            seqs, plan, jump = self._plan(input_ids)
+        rows = input_ids.shape[0]
         # fork before anything is mutated, then advance
         sources = [t.fork() if fork else t for (t, _, fork) in plan]
-        result: list[_Track] = []
+        new_pools: list[list[_Track]] = [[] for _ in self.grammars]
         for r, (track, (_, lcp, _f)) in enumerate(zip(sources, plan)):
             track.advance(seqs[r], lcp)
-            result.append(track)
             new_pools[self._grammar_index(r, rows)].append(track)
         self._pools = new_pools
-        self._row_track = dict(enumerate(result))
-        return result
+        self._row_track = dict(enumerate(sources))
+        return sources
 
     # ------------------------------------------------------------------ call
-    def _finished_mask_row(self, device: torch.device) -> torch.Tensor:
-        key = str(device)
-        row = self._finished_row.get(key)
-        if row is None:
-            row = torch.zeros(self.n_words * 32, dtype=torch.bool)
-            ids = list(self._eos_ids)
-            if self.pad_token_id is not None and 0 <= self.pad_token_id < self.vocab_size:
-                ids.append(int(self.pad_token_id))
-            if ids:
-                row[torch.tensor(ids)] = True
-            row = row.to(device)
-            self._finished_row[key] = row
-        return row
-
     def compute_bitmask(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
         """The int32 bitmask ``[rows, words]`` for these prefixes, and the rows that are finished/dead."""
         if self._fixed_prompt_length is not None and self._prompt is None:
@@ -306,16 +339,28 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
             logger.debug("rows %s hold prefixes the grammar refuses; only EOS allowed", dead)
         return bm, special
 
+    def _finished_words(self) -> torch.Tensor:
+        """int32 ``[words]``: the bitmask row of a finished / dead row (EOS ids, and pad)."""
+        row = self._finished_row.get("words")
+        if row is None:
+            row = torch.zeros(self.n_words, dtype=torch.int32)
+            ids = list(self._eos_ids)
+            if self.pad_token_id is not None and 0 <= self.pad_token_id < self.vocab_size:
+                ids.append(int(self.pad_token_id))
+            for i in ids:
+                w, b = divmod(int(i), 32)
+                v = (int(row[w]) & 0xFFFFFFFF) | (1 << b)
+                row[w] = v - (1 << 32) if v >= (1 << 31) else v
+            self._finished_row["words"] = row
+        return row
+
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         bm, special = self.compute_bitmask(input_ids)
-        width = scores.shape[-1]
-        allowed = unpack_bitmask(bm.to(scores.device), width)
         if special:
-            fin = self._finished_mask_row(scores.device)
-            fin = fin[:width] if fin.shape[0] >= width else torch.cat(
-                [fin, torch.zeros(width - fin.shape[0], dtype=torch.bool, device=fin.device)]
-            )
-            allowed[special] = fin
-        if width > self.vocab_size:
-            allowed[:, self.vocab_size :] = False
-        return scores.masked_fill(~allowed, float("-inf"))
+            bm[special] = self._finished_words()
+        width = scores.shape[-1]
+        bias = bitmask_bias(bm, min(width, self.vocab_size), scores.dtype, scores.device)
+        if width > bias.shape[1]:
+            extra = torch.full((bias.shape[0], width - bias.shape[1]), float("-inf"), dtype=scores.dtype, device=scores.device)
+            bias = torch.cat([bias, extra], dim=1)
+        return scores + bias

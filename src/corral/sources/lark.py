@@ -1,4 +1,4 @@
-"""Lark front end: ``lark_to_ir(text) -> GrammarIR``.
+r"""Lark front end: ``lark_to_ir(text) -> GrammarIR``.
 
 The grammar text is read by Lark itself (``lark.Lark(..., parser="earley",
 lexer="dynamic_complete")``), so everything Lark's grammar language offers works:
@@ -12,6 +12,15 @@ occurrence of a derivation, each in its terminal's regex language, with any numb
 ``%ignore`` terminals between and around them. There is no longest-match tokenisation, so
 features that only steer a standard lexer (terminal priorities, rule priorities, the order
 of terminals) do not change the language and are ignored.
+
+Known corner cases where Lark's Earley scanner accepts less than this language (its
+scanner takes the regex's first match at a position and that match's prefixes, and takes
+only the longest match of an ``%ignore`` terminal): a lazy or alternation-ordered regex
+whose longer matches are never tried (``/".*?"/`` never spans an inner quote under Lark;
+here it may), and an ignored terminal that could stop early and let a following token start
+inside it (a ``%ignore``'d ``/#[^\n]*/`` comment followed by more text on the same line).
+Lark's ``common.ESCAPED_STRING`` (lazy body + lookbehind) is rewritten to its exact
+lookaround-free equivalent under Lark's scanner, ``"(?:[^"\\\n]|\\.)*"``.
 
 Terminals: a string (``"abc"``) becomes a literal (``"abc"i`` a case-insensitive regex);
 a regex (``/.../flags``) is compiled with ``corral.automaton.regex.compile_regex`` in the

@@ -1,0 +1,358 @@
+"""The ``corral`` command line: ``generate``, ``check`` and ``demo``.
+
+User mistakes (missing file, bad JSON, unsupported schema keyword, grammar errors) print
+``corral: error: ...`` on stderr and exit with status 2, without a traceback.  A generation that
+cannot finish (``--max-new-tokens`` too small) exits with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from .errors import CorralError, GenerationError
+
+logger = logging.getLogger("corral")
+
+EXIT_USAGE = 2
+EXIT_FAILED = 1
+
+DEMO_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "minLength": 1, "maxLength": 24},
+        "age": {"type": "integer", "minimum": 0, "maximum": 120},
+        "languages": {"type": "array", "items": {"enum": ["Python", "Rust", "C", "Go"]}, "maxItems": 3},
+    },
+    "required": ["name", "age", "languages"],
+    "additionalProperties": False,
+}
+DEMO_PROMPT = "Describe a fictional software engineer as JSON with a name, an age and the programming languages they use."
+DEMO_GRAMMAR = r"""
+start: "Answer: " ANSWER "\nConfidence: " LEVEL
+ANSWER: "yes" | "no"
+LEVEL: "low" | "medium" | "high"
+"""
+DEMO_GRAMMAR_PROMPT = "Is Paris the capital of France?"
+
+
+class UsageError(Exception):
+    """A mistake on the command line (reported as ``corral: error: ...``, exit 2)."""
+
+
+# ----------------------------------------------------------------------------- inputs
+def _read_schema(arg: str) -> Any:
+    """A JSON schema from a file path or inline JSON text."""
+    path = Path(arg)
+    text: str
+    if arg.lstrip().startswith(("{", "[")) or arg.strip() in ("true", "false"):
+        text = arg
+        where = "the inline JSON schema"
+    elif path.is_file():
+        text = path.read_text(encoding="utf-8")
+        where = str(path)
+    else:
+        raise UsageError(f"file not found: {arg} (expected a schema file or inline JSON)")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise UsageError(f"{where} is not valid JSON: {exc}") from exc
+
+
+def _grammar_kind(path: Path, text: str) -> str:
+    ext = path.suffix.lower()
+    if ext in (".gbnf", ".ebnf", ".bnf"):
+        return "ebnf"
+    if ext == ".lark":
+        return "lark"
+    if ext in (".regex", ".re"):
+        return "regex"
+    if ext == ".json":
+        return "json_schema"
+    return "ebnf" if "::=" in text else "lark"
+
+
+def _compile_grammar_file(arg: str, tokenizer: Any = None) -> Any:
+    from .automaton.grammar import Grammar
+
+    path = Path(arg)
+    if not path.is_file():
+        raise UsageError(f"grammar file not found: {arg}")
+    text = path.read_text(encoding="utf-8")
+    kind = _grammar_kind(path, text)
+    if kind == "ebnf":
+        return Grammar.from_ebnf(text, tokenizer)
+    if kind == "regex":
+        return Grammar.from_regex(text.strip("\n"), tokenizer)
+    if kind == "json_schema":
+        return Grammar.from_json_schema(_read_schema(arg), tokenizer)
+    return Grammar.from_lark(text, tokenizer)
+
+
+def _load_model(model_dir: str | None) -> tuple[Any, Any]:
+    from . import models
+
+    if model_dir is not None and not Path(model_dir).exists() and os.sep in model_dir:
+        raise UsageError(f"model directory not found: {model_dir}")
+    logger.info("loading %s", model_dir or "the default model (SmolLM2-135M-Instruct)")
+    t0 = time.perf_counter()
+    pair = models.load(model_dir)
+    logger.info("model loaded in %.1fs", time.perf_counter() - t0)
+    return pair
+
+
+def _schema_options(args: argparse.Namespace) -> dict[str, Any]:
+    return {"whitespace": args.whitespace, "strict": not args.no_strict}
+
+
+# ----------------------------------------------------------------------------- commands
+def cmd_generate(args: argparse.Namespace) -> int:
+    if (args.schema is None) == (args.grammar is None):
+        raise UsageError("pass exactly one of --schema or --grammar")
+    schema = _read_schema(args.schema) if args.schema is not None else None
+    if args.grammar is not None and not Path(args.grammar).is_file():
+        raise UsageError(f"grammar file not found: {args.grammar}")
+    model, tokenizer = _load_model(args.model)
+    from .api import generate, generate_json
+
+    common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    if schema is not None:
+        value = generate_json(
+            model, tokenizer, schema, args.prompt,
+            whitespace=args.whitespace, strict=not args.no_strict, **common,
+        )
+        indent = 2 if args.whitespace == "pretty" else None
+        print(json.dumps(value, ensure_ascii=False, indent=indent))
+    else:
+        grammar = _compile_grammar_file(args.grammar, None)
+        result = generate(model, tokenizer, args.prompt, grammar, **common)
+        print(result.text)
+        logger.info("%d tokens, finish_reason=%s, %.2fs", result.n_tokens, result.finish_reason, result.timings["total"])
+    return 0
+
+
+def _stats(grammar: Any) -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    ir = getattr(grammar, "ir", None)
+    if ir is not None:
+        out.append(("source", getattr(ir, "source", "") or "?"))
+        for name in ("terminals", "nonterminal_names", "rules"):
+            val = getattr(ir, name, None)
+            if val is not None:
+                out.append((name.replace("_names", "s"), len(val)))
+    auto = getattr(grammar, "automaton", None)
+    n_states = getattr(auto, "n_states", None)
+    if callable(n_states):
+        n_states = n_states()
+    if n_states is not None:
+        out.append(("automaton states (explored so far)", n_states))
+    vocab = getattr(grammar, "vocab", None)
+    if vocab is not None:
+        out.append(("vocabulary", f"{vocab.size} ids, EOS {list(vocab.eos_ids)}"))
+    return out
+
+
+def _relaxations(grammar: Any) -> list[Any]:
+    for obj in (grammar, getattr(grammar, "ir", None)):
+        if obj is None:
+            continue
+        for name in ("relaxations", "relaxed", "report"):
+            val = getattr(obj, name, None)
+            if val:
+                return list(val) if not isinstance(val, dict) else [val]
+        meta = getattr(obj, "meta", None)
+        if isinstance(meta, dict):
+            for name in ("relaxations", "relaxed", "report"):
+                if meta.get(name):
+                    val = meta[name]
+                    return list(val) if not isinstance(val, dict) else [val]
+    return []
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .automaton.grammar import Grammar
+
+    target = args.target
+    tokenizer = None
+    if args.vocab:
+        _, tokenizer = _load_model(args.model)
+    path = Path(target)
+    if not path.is_file() and path.suffix.lower() in (".lark", ".gbnf", ".ebnf", ".bnf", ".regex", ".re", ".json"):
+        raise UsageError(f"file not found: {target}")
+    t0 = time.perf_counter()
+    if path.is_file() and _grammar_kind(path, "") != "json_schema" and path.suffix.lower() != ".json":
+        grammar = _compile_grammar_file(target, tokenizer)
+        what = f"grammar {target}"
+    else:
+        schema = _read_schema(target)
+        grammar = Grammar.from_json_schema(schema, tokenizer, **_schema_options(args))
+        what = f"schema {target if path.is_file() else '(inline)'}"
+    compile_s = time.perf_counter() - t0
+    print(f"ok: {what} compiles")
+    print(f"  compile time: {compile_s * 1000:.1f} ms")
+    if tokenizer is not None:
+        t1 = time.perf_counter()
+        m = grammar.matcher()
+        n_allowed = len(m.allowed_token_ids())
+        print(f"  first mask: {(time.perf_counter() - t1) * 1000:.1f} ms, {n_allowed} tokens allowed")
+    for k, v in _stats(grammar):
+        print(f"  {k}: {v}")
+    relaxed = _relaxations(grammar)
+    if relaxed:
+        print(f"  relaxed keywords ({len(relaxed)}):")
+        for r in relaxed:
+            print(f"    - {_fmt_relaxation(r)}")
+    elif getattr(getattr(grammar, "ir", None), "source", "") == "json_schema":
+        print("  relaxed keywords: none (every keyword enforced exactly)")
+    return 0
+
+
+def _fmt_relaxation(r: Any) -> str:
+    if isinstance(r, dict):
+        ptr = r.get("pointer", "#")
+        kw = r.get("keyword", "?")
+        what = r.get("what") or r.get("detail") or r.get("message") or ""
+        return f"{ptr or '#'} {kw}: {what}".rstrip(": ")
+    parts = [str(getattr(r, a)) for a in ("pointer", "keyword", "what", "detail", "message") if getattr(r, a, None)]
+    return " ".join(parts) if parts else str(r)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .api import generate, generate_json
+    from .automaton.grammar import Grammar
+
+    model, tokenizer = _load_model(args.model)
+    print("corral demo: SmolLM2-135M-Instruct constrained by a JSON Schema\n")
+    print("prompt:", DEMO_PROMPT)
+    print("schema:", json.dumps(DEMO_SCHEMA))
+    t0 = time.perf_counter()
+    value, result = generate_json(
+        model, tokenizer, DEMO_SCHEMA, DEMO_PROMPT,
+        max_new_tokens=args.max_new_tokens, seed=args.seed, temperature=args.temperature, return_result=True,
+    )
+    dt = time.perf_counter() - t0
+    print("output:", json.dumps(value, ensure_ascii=False))
+    print(f"  ({result.n_tokens} tokens in {dt:.2f}s, valid against the schema)\n")
+
+    print("and a Lark grammar:")
+    print("grammar:", " | ".join(line.strip() for line in DEMO_GRAMMAR.strip().splitlines()))
+    print("prompt:", DEMO_GRAMMAR_PROMPT)
+    g = Grammar.from_lark(DEMO_GRAMMAR, None)
+    res = generate(model, tokenizer, DEMO_GRAMMAR_PROMPT, g, max_new_tokens=24)
+    print("output:", res.text.replace("\n", " | "))
+    print(f"  ({res.n_tokens} tokens, finish_reason={res.finish_reason})")
+    return 0
+
+
+# ----------------------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="corral",
+        description="Structured output for language models: generate text that follows a JSON Schema or a grammar.",
+        epilog="Examples:\n"
+        "  corral demo\n"
+        "  corral generate --schema '{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}}' "
+        "--prompt 'Give me x.'\n"
+        "  corral generate --grammar grammars/arithmetic.lark --prompt 'An expression:'\n"
+        "  corral check schema.json",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv: debug)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def model_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--model", metavar="DIR",
+                        help="a Hugging Face model directory or hub id (default: the embedded SmolLM2-135M-Instruct)")
+
+    def schema_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--whitespace", choices=["compact", "pretty", "flexible"], default="compact",
+                        help="JSON whitespace style (default: compact)")
+        sp.add_argument("--no-strict", action="store_true",
+                        help="relax keywords that cannot be enforced exactly instead of failing (they are reported)")
+
+    g = sub.add_parser("generate", help="generate JSON for a schema, or text for a grammar",
+                       description="Generate JSON valid against a schema (printed as JSON), or text in a grammar's language.")
+    src = g.add_mutually_exclusive_group(required=True)
+    src.add_argument("--schema", metavar="FILE_OR_JSON", help="a JSON Schema file or inline JSON")
+    src.add_argument("--grammar", metavar="FILE", help="a grammar file: .lark (Lark EBNF) or .gbnf/.ebnf (GBNF)")
+    g.add_argument("--prompt", required=True, metavar="TEXT", help="the prompt (the chat template applies)")
+    model_args(g)
+    g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="token budget (default: 256)")
+    g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default), > 0 samples")
+    g.add_argument("--seed", type=int, default=None, metavar="S", help="random seed for sampling")
+    schema_args(g)
+    g.set_defaults(func=cmd_generate)
+
+    c = sub.add_parser("check", help="compile a schema or grammar and print statistics",
+                       description="Compile a JSON Schema (file or inline JSON) or a grammar file (.lark, .gbnf) "
+                       "and print statistics and any relaxed keywords.")
+    c.add_argument("target", metavar="SCHEMA_OR_GRAMMAR", help="a .json schema, inline JSON, or a .lark/.gbnf grammar")
+    c.add_argument("--vocab", action="store_true", help="also build token masks for the model's tokenizer")
+    model_args(c)
+    schema_args(c)
+    c.set_defaults(func=cmd_check)
+
+    d = sub.add_parser("demo", help="a short demo on the embedded model",
+                       description="Generate structured output with the embedded SmolLM2-135M-Instruct model.")
+    model_args(d)
+    d.add_argument("--max-new-tokens", type=int, default=96, metavar="N")
+    d.add_argument("--temperature", type=float, default=0.0, metavar="T")
+    d.add_argument("--seed", type=int, default=None, metavar="S")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity <= 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("corral: %(message)s"))
+    root = logging.getLogger("corral")
+    root.handlers[:] = [h for h in root.handlers if isinstance(h, logging.NullHandler)]
+    root.addHandler(handler)
+    root.setLevel(level)
+    try:
+        from transformers.utils import logging as tlog
+
+        tlog.set_verbosity_error()
+        if verbosity <= 0:
+            tlog.disable_progress_bar()
+    except Exception:  # pragma: no cover
+        pass
+
+
+def _error(msg: str) -> None:
+    print(f"corral: error: {msg}", file=sys.stderr)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "func", None) is None:
+        parser.print_help()
+        return EXIT_USAGE
+    _configure_logging(args.verbose)
+    if getattr(args, "max_new_tokens", 1) is not None and getattr(args, "max_new_tokens", 1) < 1:
+        _error("--max-new-tokens must be at least 1")
+        return EXIT_USAGE
+    try:
+        return int(args.func(args) or 0)
+    except GenerationError as exc:
+        _error(str(exc))
+        if exc.partial_text:
+            print(f"corral: partial output: {exc.partial_text}", file=sys.stderr)
+        return EXIT_FAILED
+    except (UsageError, CorralError, OSError, ValueError) as exc:
+        _error(str(exc) or type(exc).__name__)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""The ``corral`` command line: exit codes, error messages, and generation with the embedded model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from corral.cli import main
+
+LARK = 'start: expr\nexpr: NUMBER ("+" NUMBER)*\nNUMBER: /[0-9]+/\n'
+
+
+def _run(capsys, argv):
+    code = main(argv)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_help_exits_zero(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--help"])
+    assert info.value.code == 0
+    assert "generate" in capsys.readouterr().out
+
+
+def test_no_command_prints_help(capsys):
+    code, out, _ = _run(capsys, [])
+    assert code == 2 and "usage" in out
+
+
+def test_check_lark_grammar(tmp_path, capsys):
+    f = tmp_path / "sum.lark"
+    f.write_text(LARK)
+    code, out, err = _run(capsys, ["check", str(f)])
+    assert code == 0, err
+    assert "ok:" in out and "rules" in out
+
+
+def test_check_missing_file(capsys):
+    code, _, err = _run(capsys, ["check", "/nonexistent/grammar.lark"])
+    assert code == 2
+    assert err.startswith("corral: error:") and "not found" in err
+    assert "Traceback" not in err
+
+
+def test_check_bad_json(capsys):
+    code, _, err = _run(capsys, ["check", '{"type": "integer"'])
+    assert code == 2 and "not valid JSON" in err
+
+
+def test_check_bad_grammar(tmp_path, capsys):
+    f = tmp_path / "bad.lark"
+    f.write_text("start: (\n")
+    code, _, err = _run(capsys, ["check", str(f)])
+    assert code == 2 and err.startswith("corral: error:")
+    assert "Traceback" not in err
+
+
+def test_check_schema_and_unsupported_keyword(tmp_path, capsys):
+    f = tmp_path / "s.json"
+    f.write_text(json.dumps({"type": "object", "properties": {"a": {"type": "integer"}}}))
+    code, out, err = _run(capsys, ["check", str(f)])
+    assert code == 0, err
+    assert "ok:" in out
+    # remote $ref is never fetched: a clear error, exit 2, no traceback
+    code, _, err = _run(capsys, ["check", json.dumps({"$ref": "https://example.com/remote.json"})])
+    assert code == 2
+    assert err.startswith("corral: error:") and "Traceback" not in err
+
+
+def test_generate_needs_schema_or_grammar(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--prompt", "x"])
+    assert info.value.code == 2
+
+
+def test_generate_missing_grammar_file(capsys):
+    code, _, err = _run(capsys, ["generate", "--grammar", "/nonexistent.gbnf", "--prompt", "x"])
+    assert code == 2 and "not found" in err
+
+
+@pytest.mark.model
+def test_generate_schema_prints_valid_json(capsys):
+    schema = {"type": "object", "properties": {"n": {"type": "integer", "minimum": 1, "maximum": 9}}, "required": ["n"],
+              "additionalProperties": False}
+    code, out, err = _run(capsys, ["generate", "--schema", json.dumps(schema), "--prompt", "Pick a digit.",
+                                   "--max-new-tokens", "16"])
+    assert code == 0, err
+    value = json.loads(out)
+    assert 1 <= value["n"] <= 9
+
+
+@pytest.mark.model
+def test_generate_grammar_prints_text(tmp_path, capsys):
+    f = tmp_path / "yn.gbnf"
+    f.write_text('root ::= "yes" | "no"\n')
+    code, out, err = _run(capsys, ["generate", "--grammar", str(f), "--prompt", "Is water wet?", "--max-new-tokens", "4"])
+    assert code == 0, err
+    assert out.strip() in ("yes", "no")
+
+
+@pytest.mark.model
+def test_generate_too_few_tokens_exit_1(capsys):
+    code, _, err = _run(capsys, ["generate", "--schema", '{"type": "array", "items": {"type": "integer"}, "minItems": 3}',
+                                 "--prompt", "Numbers.", "--max-new-tokens", "2"])
+    assert code == 1
+    assert "corral: error:" in err and "partial output" in err
+
+
+def test_python_dash_m_entry_point():
+    proc = subprocess.run([sys.executable, "-m", "corral", "check", "/nonexistent.lark"], capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("corral: error:")
