@@ -47,7 +47,13 @@ def load_tokenizer(name: str = "llama3") -> Any:
     if name in _TOK_CACHE:
         return _TOK_CACHE[name]
     if name == "llama3":
-        from corral.vocab import load_tokenizer_json
+        try:
+            from corral.vocab import load_tokenizer_json
+        except ImportError:  # corral mid-edit: peers can still run
+            from transformers import PreTrainedTokenizerFast
+
+            def load_tokenizer_json(d: str) -> Any:
+                return PreTrainedTokenizerFast(tokenizer_file=os.path.join(d, "tokenizer.json"))
 
         tok = load_tokenizer_json(llama3_tokenizer_dir())
         if tok.eos_token_id is None:  # the bare tokenizer.json names no EOS; Llama-3 uses <|eot_id|>, <|end_of_text|>
@@ -215,14 +221,14 @@ class Engine:
     name = "?"
     tokenizer_prep_s: float = float("nan")
 
-    def __init__(self, tok: Any, vocab_size: int) -> None:
+    def __init__(self, tok: Any, vocab_size: int, eos_ids: Sequence[int]) -> None:
         self.tok = tok
         self.vocab_size = vocab_size
         self.n_words = (vocab_size + 31) // 32
         import torch
 
         self.bitmask = torch.zeros((1, self.n_words), dtype=torch.int32)
-        self.eos_ids: tuple[int, ...] = ()
+        self.eos_ids: tuple[int, ...] = tuple(int(e) for e in eos_ids)
         t0 = time.perf_counter()
         self._prepare()
         self.tokenizer_prep_s = time.perf_counter() - t0
@@ -259,9 +265,8 @@ class CorralEngine(Engine):
         from corral.automaton.trie import trie_for
         from corral.vocab import Vocabulary
 
-        self.vocab = Vocabulary.from_tokenizer(self.tok, vocab_size=self.vocab_size)
+        self.vocab = Vocabulary.from_tokenizer(self.tok, vocab_size=self.vocab_size, eos_ids=self.eos_ids)
         trie_for(self.vocab)
-        self.eos_ids = tuple(self.vocab.eos_ids)
         # warm the JIT (numba loads its on-disk cache on first call) so it is not billed to the first grammar
         from corral import Grammar
 
@@ -316,14 +321,7 @@ class XGrammarEngine(Engine):
 
         self.xgr = xgr
         self.info = xgr.TokenizerInfo.from_huggingface(self.tok, vocab_size=self.vocab_size,
-                                                       stop_token_ids=list(self.eos_ids_for(self.tok)))
-        self.eos_ids = tuple(self.info.stop_token_ids)
-
-    @staticmethod
-    def eos_ids_for(tok: Any) -> list[int]:
-        from corral.vocab import Vocabulary
-
-        return list(Vocabulary.from_tokenizer(tok).eos_ids)
+                                                       stop_token_ids=list(self.eos_ids))
 
     def _compiler(self) -> Any:
         # single-threaded, and no compile cache: every compile is measured cold
@@ -364,9 +362,7 @@ class LLGuidanceEngine(Engine):
         import llguidance.hf
 
         self.llg = llguidance
-        eos = XGrammarEngine.eos_ids_for(self.tok)
-        self.lltok = llguidance.hf.from_tokenizer(self.tok, n_vocab=self.vocab_size, eos_token=eos)
-        self.eos_ids = tuple(eos)
+        self.lltok = llguidance.hf.from_tokenizer(self.tok, n_vocab=self.vocab_size, eos_token=list(self.eos_ids))
         self._ptr = self.bitmask[0].data_ptr()
         self._nbytes = self.n_words * 4
 
@@ -405,8 +401,16 @@ class LLGuidanceEngine(Engine):
 ENGINE_CLASSES = {"corral": CorralEngine, "xgrammar": XGrammarEngine, "llguidance": LLGuidanceEngine}
 
 
+def corral_eos_ids(tok: Any) -> tuple[int, ...]:
+    """The EOS ids corral derives for this tokenizer; every engine is given the same ones."""
+    from corral.vocab import Vocabulary
+
+    return tuple(Vocabulary.from_tokenizer(tok).eos_ids)
+
+
 def make_engines(tok: Any, vocab_size: int, peers: bool, only: Sequence[str] | None = None,
                  log: Callable[[str], None] = print) -> list[Engine]:
+    eos = corral_eos_ids(tok)
     names = ["corral"] + (["xgrammar", "llguidance"] if peers else [])
     if only:
         names = [n for n in names if n in only]
@@ -416,7 +420,7 @@ def make_engines(tok: Any, vocab_size: int, peers: bool, only: Sequence[str] | N
             log(f"[skip] {n} is not importable")
             continue
         try:
-            e = ENGINE_CLASSES[n](tok, vocab_size)
+            e = ENGINE_CLASSES[n](tok, vocab_size, eos)
         except Exception as ex:  # noqa: BLE001
             log(f"[skip] {n}: tokenizer preprocessing failed: {type(ex).__name__}: {ex}")
             continue

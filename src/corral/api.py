@@ -390,6 +390,9 @@ def generate(
         options=dict(options, sampler=sampler),
     )
     if speculative:
+        if not _SPECULATIVE:
+            import corral.speculative  # noqa: F401  (registers the loop)
+        ctx.options["speculative"] = speculative  # True | SpeculativeConfig | dict
         fn = _SPECULATIVE.get(options.get("speculative_mode", "default"))
         if fn is None:
             raise CorralError("speculative decoding is not available (no loop registered)")

@@ -115,7 +115,9 @@ def size(s: RangeSet) -> int:
 
 @lru_cache(maxsize=1)
 def _all_cp_string() -> str:
-    return "".join(map(chr, range(MAX_CP + 1)))
+    import numpy as np
+
+    return np.arange(MAX_CP + 1, dtype="<u4").tobytes().decode("utf-32-le", "surrogatepass")
 
 
 def _runs_of(regex: str) -> RangeSet:

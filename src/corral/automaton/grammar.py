@@ -12,8 +12,7 @@ from ..errors import CorralError, ValidationError
 from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
 from .dfa import ByteDFA
-from .masks import resolve_crossing, terminal_state_masks
-from .trie import trie_lists
+from .masks import terminal_state_masks, walk_crossing
 from .regularize import regularize
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,12 +178,6 @@ class _Masker:
             self._token_step[key] = out
         return out
 
-    def _next_dfas(self, column: int) -> list[ByteDFA]:
-        """The DFAs of the terminals that may start at ``column``."""
-        nt = self.A.n_terminals
-        terms = self.A.ir.terminals
-        return [terms[t] for t in sorted({r % nt for r in self.A.roles_at(column)})]
-
     def _term_mask(self, after_col: int, term: int, q: int) -> np.ndarray:
         """Tokens allowed from state q of ``term``, given the column once ``term`` completes."""
         key = (after_col, term, q)
@@ -194,39 +187,50 @@ class _Masker:
         tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
         m = tsm.inside
         if tsm.has_crossing and after_col >= 0:
-            bits, second = resolve_crossing(self.vocab, tsm, self._next_dfas(after_col))
-            m = m | bits
-            if second:
-                m = self._resolve_exact(m, after_col, second)
+            m = m.copy()
+            self._cross(after_col, (tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts), m, {})
         m.setflags(write=False)
         self._term_masks[key] = m
         return m
 
-    def _resolve_exact(self, m: np.ndarray, after_col: int, second: list[tuple[int, int]]) -> np.ndarray:
-        """Check crossing subtrees byte by byte against the full automaton (DFS, dead branches pruned)."""
-        t = trie_lists(self.vocab)
-        child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth = (
-            t.child_ptr, t.child_byte, t.child_node, t.tok_lo, t.tok_hi, t.sorted_ids, t.depth,
+    def _cross(self, column: int, records: tuple, out: np.ndarray, visited: dict) -> None:
+        """OR into ``out`` the crossing tokens (``records``) viable from a boundary at ``column``.
+
+        ``visited`` maps a column to the (subtree, cut) keys already resolved there, so
+        ambiguous splits (e.g. whitespace that may end anywhere) are explored once.
+        """
+        node, ds, dn, cuts = records
+        # records list their cuts contiguously, so repeating nodes by dn aligns them with cuts
+        keys = np.unique((np.repeat(node, dn).astype(np.int64) << 20) | cuts.astype(np.int64))
+        prev = visited.get(column)
+        if prev is not None:
+            keys = keys[~np.isin(keys, prev, assume_unique=True)]
+            visited[column] = np.union1d(prev, keys)
+        else:
+            visited[column] = keys
+        if not len(keys):
+            return
+        k = len(keys)
+        records = (
+            (keys >> 20).astype(np.int32),
+            np.arange(k, dtype=np.int32),
+            np.ones(k, dtype=np.int32),
+            (keys & 0xFFFFF).astype(np.int32),
         )
-        start = self.A.boundary_state(after_col)
-        walk, step = self.A.walk, self.A.step
-        tb = self.token_bytes
-        for node, cut in second:
-            first = tb[sorted_ids[tok_lo[node]]]
-            sid = walk(start, first[cut : depth[node]])
-            if sid < 0:
+        A = self.A
+        nt = A.n_terminals
+        terms = A.ir.terminals
+        seen: set[tuple[int, int]] = set()
+        for role in A.roles_at(column):
+            t = role % nt
+            nxt = A.after(column, role)
+            if (t, nxt) in seen:
                 continue
-            stack = [(node, sid)]
-            while stack:
-                nd, sid = stack.pop()
-                for k in range(tok_lo[nd], tok_hi[nd]):
-                    tid = sorted_ids[k]
-                    m[tid >> 5] |= np.uint32(1 << (tid & 31))
-                for e in range(child_ptr[nd], child_ptr[nd + 1]):
-                    nxt = step(sid, child_byte[e])
-                    if nxt >= 0:
-                        stack.append((child_node[e], nxt))
-        return m
+            seen.add((t, nxt))
+            bits, deeper = walk_crossing(self.vocab, terms[t], records)
+            np.bitwise_or(out, bits, out=out)
+            if len(deeper[0]) and nxt >= 0:
+                self._cross(nxt, deeper, out, visited)
 
     def state_mask(self, sid: int) -> np.ndarray:
         m = self._state_masks.get(sid)

@@ -111,80 +111,103 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
 
 @njit(cache=True, nogil=True)
 def _resolve_crossing(
-    ltrans, lacc, rec_node, rec_ds, rec_dn, cuts,
-    child_ptr, child_byte, child_node, tok_lo, tok_hi, sub_hi, sorted_ids, depth, flat, offs, n_words,
+    trans, accepting, rec_node, rec_ds, rec_dn, cuts,
+    child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth, flat, offs, n_words,
 ):
-    """Walk each crossing subtree, from each cut, through the next-terminals DFA.
+    """Walk each crossing subtree, from each of its cuts, through one next terminal's DFA.
 
-    Sets the bits of tokens that stay alive in it; returns (node, cut) pairs of
-    subtrees whose tokens end a second terminal part-way (checked exactly by the caller).
+    Sets the bits of tokens that stay inside it. Subtrees where this terminal
+    could itself end part-way come back as new records (node, cuts), in the
+    same form, for the caller to resolve one parser step further.
     """
     bits = np.zeros(n_words, dtype=np.uint32)
     n_nodes = child_ptr.shape[0] - 1
     cap = 16
-    sec_node = np.empty(cap, dtype=np.int32)
-    sec_cut = np.empty(cap, dtype=np.int32)
-    n_sec = 0
+    o_node = np.empty(cap, dtype=np.int32)
+    o_ds = np.empty(cap, dtype=np.int32)
+    o_dn = np.empty(cap, dtype=np.int32)
+    dcap = 64
+    o_cuts = np.empty(dcap, dtype=np.int32)
+    n_out = 0
+    n_oc = 0
     st_node = np.empty(n_nodes + 1, dtype=np.int32)
     st_q = np.empty(n_nodes + 1, dtype=np.int32)
-    st_acc = np.empty(n_nodes + 1, dtype=np.bool_)
+    st_nacc = np.empty(n_nodes + 1, dtype=np.int32)
+    acc_path = np.empty(1024, dtype=np.int32)
     for r in range(rec_node.shape[0]):
-        ch = rec_node[r]
-        j = depth[ch]
-        k = tok_lo[ch]
-        base = offs[k]
+        root = rec_node[r]
+        j = depth[root]
+        base = offs[tok_lo[root]]
         for ci in range(rec_ds[r], rec_ds[r] + rec_dn[r]):
             c = cuts[ci]
             # the fixed bytes between the cut and the subtree root
-            s = 0
-            seen = False
-            dead = False
+            q = 0
+            nacc = 0
             for p in range(base + c, base + j):
-                s = ltrans[s, flat[p]]
-                if s < 0:
-                    dead = True
+                q = trans[q, flat[p]]
+                if q < 0:
                     break
-                if lacc[s]:
-                    seen = True
-            if dead:
-                if seen:
-                    if n_sec == cap:
+                if accepting[q] and nacc < 1024:
+                    acc_path[nacc] = p - base + 1
+                    nacc += 1
+            if q < 0:
+                if nacc > 0:
+                    if n_out == cap:
                         cap *= 2
-                        sec_node = _grow(sec_node, cap)
-                        sec_cut = _grow(sec_cut, cap)
-                    sec_node[n_sec] = ch
-                    sec_cut[n_sec] = c
-                    n_sec += 1
+                        o_node = _grow(o_node, cap)
+                        o_ds = _grow(o_ds, cap)
+                        o_dn = _grow(o_dn, cap)
+                    while n_oc + nacc > dcap:
+                        dcap *= 2
+                        o_cuts = _grow(o_cuts, dcap)
+                    o_node[n_out] = root
+                    o_ds[n_out] = n_oc
+                    o_dn[n_out] = nacc
+                    for i in range(nacc):
+                        o_cuts[n_oc + i] = acc_path[i]
+                    n_oc += nacc
+                    n_out += 1
                 continue
-            _set_bits(bits, sorted_ids, tok_lo[ch], tok_hi[ch])
-            st_node[0] = ch
-            st_q[0] = s
-            st_acc[0] = seen
+            _set_bits(bits, sorted_ids, tok_lo[root], tok_hi[root])
+            st_node[0] = root
+            st_q[0] = q
+            st_nacc[0] = nacc
             sp = 1
             while sp > 0:
                 sp -= 1
                 node = st_node[sp]
                 q = st_q[sp]
-                acc = st_acc[sp]
+                nacc = st_nacc[sp]
+                if node != root and accepting[q] and nacc < 1024:
+                    acc_path[nacc] = depth[node]
+                    nacc += 1
                 for e in range(child_ptr[node], child_ptr[node + 1]):
-                    c2 = child_node[e]
-                    q2 = ltrans[q, child_byte[e]]
+                    ch = child_node[e]
+                    q2 = trans[q, child_byte[e]]
                     if q2 < 0:
-                        if acc:
-                            if n_sec == cap:
+                        if nacc > 0:
+                            if n_out == cap:
                                 cap *= 2
-                                sec_node = _grow(sec_node, cap)
-                                sec_cut = _grow(sec_cut, cap)
-                            sec_node[n_sec] = c2
-                            sec_cut[n_sec] = c
-                            n_sec += 1
+                                o_node = _grow(o_node, cap)
+                                o_ds = _grow(o_ds, cap)
+                                o_dn = _grow(o_dn, cap)
+                            while n_oc + nacc > dcap:
+                                dcap *= 2
+                                o_cuts = _grow(o_cuts, dcap)
+                            o_node[n_out] = ch
+                            o_ds[n_out] = n_oc
+                            o_dn[n_out] = nacc
+                            for i in range(nacc):
+                                o_cuts[n_oc + i] = acc_path[i]
+                            n_oc += nacc
+                            n_out += 1
                     else:
-                        _set_bits(bits, sorted_ids, tok_lo[c2], tok_hi[c2])
-                        st_node[sp] = c2
+                        _set_bits(bits, sorted_ids, tok_lo[ch], tok_hi[ch])
+                        st_node[sp] = ch
                         st_q[sp] = q2
-                        st_acc[sp] = acc or lacc[q2]
+                        st_nacc[sp] = nacc
                         sp += 1
-    return bits, sec_node[:n_sec], sec_cut[:n_sec]
+    return bits, o_node[:n_out], o_ds[:n_out], o_dn[:n_out], o_cuts[:n_oc]
 
 
 @dataclass(frozen=True, eq=False)
@@ -227,19 +250,13 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     return _tsm_cache[key]
 
 
-def resolve_crossing(vocab, tsm: TerminalStateMasks, next_dfas: list[ByteDFA]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-    """Bits of crossing tokens that continue inside one of ``next_dfas``, and the subtrees left to check exactly."""
+def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tuple]:
+    """One parser step of crossing resolution: (bits kept inside ``dfa``, records ending it part-way)."""
     trie: TokenTrie = trie_for(vocab)
-    bits = np.zeros(vocab.n_words, dtype=np.uint32)
-    second: set[tuple[int, int]] = set()
-    for d in next_dfas:
-        if d.is_empty:
-            continue
-        b, sec_node, sec_cut = _resolve_crossing(
-            d.trans, d.accepting, tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts,
-            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sub_hi,
-            trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
-        )
-        np.bitwise_or(bits, b, out=bits)
-        second.update(zip(sec_node.tolist(), sec_cut.tolist()))
-    return bits, sorted(second)
+    rec_node, rec_ds, rec_dn, cuts = records
+    bits, n2, ds2, dn2, c2 = _resolve_crossing(
+        dfa.trans, dfa.accepting, rec_node, rec_ds, rec_dn, cuts,
+        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi,
+        trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
+    )
+    return bits, (n2, ds2, dn2, c2)

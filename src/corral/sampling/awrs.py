@@ -34,7 +34,10 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-__all__ = ["AWRSStep", "awrs_step", "expected_inverse_count", "gumbel_order"]
+from .base import Sample, allowed_ids, decode_text, make_rng
+from .lm import PrefixLM
+
+__all__ = ["AWRSStep", "AWRSSampler", "awrs_step", "expected_inverse_count", "gumbel_order"]
 
 
 @dataclass
@@ -180,3 +183,77 @@ def awrs_step(
     if r2 is None:  # cannot happen: `first` is allowed and never excluded
         raise AssertionError("AWRS round 2 found no allowed token")
     return AWRSStep(first, -math.log(n_rej + 1), len(checked), False, n_rej)
+
+
+class AWRSSampler:
+    """Sequences from per-step AWRS (one particle, no resampling).
+
+    Each sample is distributed exactly like GCD (the locally masked distribution) but costs a few
+    single-token checks per step instead of a mask; its ``log_weight`` (sum of the steps' log
+    weight estimates) makes ``(sample, weight)`` properly weighted for ``P(x | x in L)``:
+    averaging ``weight * f(x)`` estimates ``P(L) E[f | L]`` without bias.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        grammar: Any,
+        prompt_ids: Any,
+        *,
+        max_new_tokens: int = 64,
+        temperature: float = 1.0,
+        seed: Any = None,
+        proper_weights: bool = True,
+        max_checks: int | None = 256,
+    ) -> None:
+        if grammar.vocab is None:
+            raise ValueError("the grammar needs a vocabulary (compile it with the model's tokenizer)")
+        self.grammar = grammar
+        self.lm = PrefixLM(model, prompt_ids, temperature=temperature)
+        self.max_new_tokens = int(max_new_tokens)
+        self.rng = make_rng(seed)
+        self.eos = set(grammar.vocab.eos_ids)
+        self.proper_weights = proper_weights
+        self.max_checks = max_checks
+
+    def sample_one(self) -> Sample:
+        m = self.grammar.matcher()
+        path: list[int] = []
+        lp = lw = 0.0
+        checks = 0
+        finish = "max_new_tokens"
+        while len(path) < self.max_new_tokens:
+            logp = self.lm.logprobs(path)
+            st = awrs_step(
+                logp,
+                m.is_token_allowed,
+                self.rng,
+                proper_weights=self.proper_weights,
+                max_checks=self.max_checks,
+                full_mask=lambda: allowed_ids(m),
+            )
+            checks += st.n_checks
+            if st.token < 0:
+                finish = "dead_end"
+                break
+            lw += st.log_weight
+            lp += float(logp[st.token])
+            path.append(st.token)
+            m.consume_token(st.token)
+            if st.token in self.eos:
+                finish = "eos"
+                break
+        complete = finish == "eos"
+        return Sample(
+            path,
+            decode_text(self.grammar.vocab, path),
+            lp,
+            log_weight=lw if complete else -math.inf,
+            complete=complete,
+            finish_reason=finish,
+            n_checks=checks,
+            n_steps=len(path),
+        )
+
+    def sample(self, n: int = 1) -> list[Sample]:
+        return [self.sample_one() for _ in range(int(n))]

@@ -121,12 +121,18 @@ def kl_divergence(q: Mapping, p: Mapping) -> float:
     return s
 
 
-def tv_bound(n_outcomes: int, n_samples: int, delta: float = 1e-4) -> float:
-    """A bound that the TV between an i.i.d. empirical distribution of ``n_samples`` draws from
-    ``p`` (over ``n_outcomes`` outcomes) and ``p`` exceeds with probability at most ``delta``.
+def tv_bound(p: "Mapping | int", n_samples: int, delta: float = 1e-4) -> float:
+    """A level that the TV between the empirical distribution of ``n_samples`` i.i.d. draws from
+    ``p`` and ``p`` itself exceeds with probability at most ``delta``.
 
-    ``E[TV] <= 0.5 * sqrt(K / n)`` (Cauchy-Schwarz on the per-outcome standard deviations) and
-    TV changes by at most ``1/n`` per draw, so McDiarmid gives
+    ``E[TV] = 0.5 * sum_i E|p^_i - p_i| <= 0.5 * sum_i sqrt(p_i (1 - p_i) / n)`` (Jensen); with
+    only the number of outcomes ``K`` known (``p`` an int), ``<= 0.5 * sqrt(K / n)``.  TV moves
+    by at most ``1/n`` when one draw changes, so McDiarmid gives
     ``P(TV > E[TV] + t) <= exp(-2 n t^2)``.
     """
-    return 0.5 * math.sqrt(n_outcomes / n_samples) + math.sqrt(math.log(1 / delta) / (2 * n_samples))
+    n = n_samples
+    if isinstance(p, int):
+        mean = 0.5 * math.sqrt(p / n)
+    else:
+        mean = 0.5 * math.fsum(math.sqrt(max(v * (1 - v), 0.0) / n) for v in p.values())
+    return mean + math.sqrt(math.log(1 / delta) / (2 * n))

@@ -131,7 +131,7 @@ class ToyLM(torch.nn.Module):
             past = past_key_values
             if len(past.rows) != len(ids):
                 raise ValueError(f"cache batch {len(past.rows)} != input batch {len(ids)}")
-        out = np.empty((len(ids), len(ids[0]), self.vocab_size), dtype=np.float32)
+        out = np.empty((len(ids), len(ids[0]), self.vocab_size), dtype=np.float64)
         for b, row in enumerate(ids):
             ctx = past.rows[b]
             for s, t in enumerate(row):

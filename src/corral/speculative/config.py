@@ -17,7 +17,8 @@ class SpeculativeConfig:
     canonically), ``"lookup"`` (prompt lookup / n-grams over prompt + output), ``"recycle"``
     (token recycling: each token's recent top-k successors from the verification logits) and
     ``"model"`` (a draft model sharing the tokenizer, masked by the same grammar; needs
-    ``draft_model``).  A ``"model"`` drafter excludes the others (its drafts are sampled, the
+    ``draft_model``).  Any object with ``propose(seq, matcher, k) -> (tokens, source_name)``
+    (deterministic; reads the matcher without changing it) is accepted as a custom drafter.  A ``"model"`` drafter excludes the others (its drafts are sampled, the
     others are deterministic) and is verified with the ``min(1, p/q)`` rule.
 
     Draft length: at most ``max_draft`` guessed tokens per target forward (tokens the grammar
@@ -48,13 +49,16 @@ class SpeculativeConfig:
     draft_max: int = 6
     # extra text the n-gram drafter may copy from (e.g. the schema), as token ids
     lookup_extra_ids: list[int] = field(default_factory=list)
+    # debugging / tests: called after every round with a dict of the loop's state
+    on_round: Any = None
 
     def __post_init__(self) -> None:
         if isinstance(self.drafters, str):
             self.drafters = (self.drafters,)
         self.drafters = tuple(self.drafters)
         known = {"grammar", "lookup", "recycle", "model"}
-        bad = [d for d in self.drafters if d not in known]
+        # objects with ``propose(seq, matcher, k) -> (tokens, source_name)`` are custom drafters
+        bad = [d for d in self.drafters if isinstance(d, str) and d not in known]
         if bad:
             raise ValueError(f"unknown drafter(s) {bad}; known: {sorted(known)}")
         if "model" in self.drafters and self.draft_model is None:

@@ -19,6 +19,18 @@ DRAFTS = {
 }
 DEFAULT_BASE = "urn:corral:root"
 
+
+def join(base: str, ref: str) -> str:
+    """urljoin that also handles urn: bases and fragment-only references."""
+    if ref.startswith("#"):
+        return urldefrag(base)[0] + ref
+    if ":" in ref.split("/", 1)[0]:
+        return ref
+    if base.startswith("urn:"):
+        return ref
+    return urljoin(base, ref)
+
+
 # keywords whose value is a schema / a map of schemas / a list of schemas
 SCHEMA_KW = {"additionalProperties", "propertyNames", "additionalItems", "contains", "not", "if", "then",
              "else", "unevaluatedProperties", "unevaluatedItems", "contentSchema"}
@@ -87,7 +99,7 @@ class Registry:
             if sid.startswith("#") and draft <= 7:
                 self.anchors[(base, sid[1:])] = s
             else:
-                new = urljoin(base, sid)
+                new = join(base, sid)
                 nb, frag = urldefrag(new)
                 base = nb
                 self.docs.setdefault(nb, (s, draft))
@@ -126,7 +138,7 @@ class Registry:
 
     def resolve(self, ref: str, ctx: Ctx, keyword: str = "$ref"):
         """The schema a reference points at, and its context."""
-        full = urljoin(ctx.base, ref)
+        full = join(ctx.base, ref)
         uri, frag = urldefrag(full)
         if uri not in self.docs:
             # json-schema meta-schemas and remote documents need the user's resolver
