@@ -262,23 +262,42 @@ def test_beam_search(model_and_tokenizer, person_grammar):
         assert person_grammar.accepts(t), t
 
 
+class _Recording(LogitsProcessor):
+    """Records the generated length of every call (to see drafts being rolled back)."""
+
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.lengths = []
+
+    def __call__(self, input_ids, scores):
+        self.lengths.append(input_ids.shape[1])
+        return super().__call__(input_ids, scores)
+
+
 @pytest.mark.model
-def test_prompt_lookup_matches_greedy(model_and_tokenizer, person_grammar):
+def test_assisted_generation_matches_greedy(model_and_tokenizer, person_grammar):
     model, tok = model_and_tokenizer
     # a prompt that contains the answer, so prompt lookup really proposes drafts
     enc = _inputs(tok, ['Repeat exactly: {"name": "Alice", "age": 31}'])
-    plain = model.generate(**enc, logits_processor=[LogitsProcessor(person_grammar)], max_new_tokens=24, do_sample=False)
-    lookup = model.generate(
-        **enc,
-        logits_processor=[LogitsProcessor(person_grammar)],
-        max_new_tokens=24,
-        do_sample=False,
-        prompt_lookup_num_tokens=3,
-    )
     n = enc.input_ids.shape[1]
-    a, b = _outputs(tok, plain, n), _outputs(tok, lookup, n)
-    assert a == b
-    assert person_grammar.accepts(a[0]), a
+    plain = model.generate(**enc, logits_processor=[LogitsProcessor(person_grammar)], max_new_tokens=20, do_sample=False)
+    expected = _outputs(tok, plain, n)
+    assert person_grammar.accepts(expected[0]), expected
+
+    lookup_lp = _Recording(person_grammar)
+    lookup = model.generate(
+        **enc, logits_processor=[lookup_lp], max_new_tokens=20, do_sample=False, prompt_lookup_num_tokens=3
+    )
+    assert _outputs(tok, lookup, n) == expected
+    shrinks = sum(1 for a, b in zip(lookup_lp.lengths, lookup_lp.lengths[1:]) if b < a)
+    assert shrinks >= 1  # drafts were scored and prefixes went back
+
+    # the assistant's own generate() reuses the processor: prefixes run ahead, then come back
+    assist_lp = _Recording(person_grammar)
+    assisted = model.generate(
+        **enc, logits_processor=[assist_lp], max_new_tokens=20, do_sample=False, assistant_model=model
+    )
+    assert _outputs(tok, assisted, n) == expected
 
 
 @pytest.mark.model

@@ -113,6 +113,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
 def _resolve_crossing(
     trans, accepting, rec_node, rec_ds, rec_dn, cuts,
     child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth, flat, offs, n_words,
+    st_node, st_q, st_nacc,
 ):
     """Walk each crossing subtree, from each of its cuts, through one next terminal's DFA.
 
@@ -130,9 +131,6 @@ def _resolve_crossing(
     o_cuts = np.empty(dcap, dtype=np.int32)
     n_out = 0
     n_oc = 0
-    st_node = np.empty(n_nodes + 1, dtype=np.int32)
-    st_q = np.empty(n_nodes + 1, dtype=np.int32)
-    st_nacc = np.empty(n_nodes + 1, dtype=np.int32)
     acc_path = np.empty(1024, dtype=np.int32)
     for r in range(rec_node.shape[0]):
         root = rec_node[r]
@@ -250,13 +248,27 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     return _tsm_cache[key]
 
 
+_work = threading.local()
+
+
+def _stacks(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-thread DFS stacks, reused across calls (allocating them per call dominated small walks)."""
+    st = getattr(_work, "stacks", None)
+    if st is None or st[0].shape[0] < n:
+        st = (np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32))
+        _work.stacks = st
+    return st
+
+
 def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tuple]:
     """One parser step of crossing resolution: (bits kept inside ``dfa``, records ending it part-way)."""
     trie: TokenTrie = trie_for(vocab)
     rec_node, rec_ds, rec_dn, cuts = records
+    st_node, st_q, st_nacc = _stacks(trie.n_nodes + 1)
     bits, n2, ds2, dn2, c2 = _resolve_crossing(
         dfa.trans, dfa.accepting, rec_node, rec_ds, rec_dn, cuts,
         trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi,
         trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
+        st_node, st_q, st_nacc,
     )
     return bits, (n2, ds2, dn2, c2)

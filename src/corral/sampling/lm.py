@@ -37,10 +37,15 @@ def _device(model: Any) -> torch.device:
 
 
 def _log_softmax(logits: torch.Tensor, temperature: float) -> np.ndarray:
-    x = logits.double()
+    # numpy, not torch: torch's CPU kernels have a large fixed cost on tiny (toy) tensors
+    x = logits.detach().to("cpu", torch.float64).numpy()
     if temperature != 1.0:
         x = x / max(float(temperature), 1e-5)
-    return torch.log_softmax(x, dim=-1).cpu().numpy()
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    z = x - m
+    with np.errstate(divide="ignore"):
+        return z - np.log(np.sum(np.exp(z), axis=-1, keepdims=True))
 
 
 def _seq_len(cache: Any) -> int:

@@ -356,7 +356,8 @@ def speculative_generate(
                     partial_text=vocab.decode_bytes(out + emit[:taken]).decode("utf-8", "replace"),
                     finish_reason="error",
                 )
-            keep = len(seq) + a  # seq + accepted draft are valid in the cache
+            # seq + accepted draft are valid in the cache; the last emitted token is never in it
+            keep = min(len(seq) + a, len(seq) + len(emit) - 1)
             cache = crop_cache(cache, keep)
             cached = keep
             seq.extend(emit)

@@ -17,14 +17,14 @@ Semantics in brief:
 * Strings: any JSON escape spelling of a valid string is accepted.
 * Objects: listed properties in schema order (``any_order=True``: any order, no
   duplicates), then other keys. Duplicate *additional* keys are not prevented.
-* A schema that accepts no value at all raises ``UnsupportedSchemaError`` (a grammar
-  needs at least one sentence).
+* A schema that accepts no value at all (``false``, ``{"not": {}}``) compiles to a grammar
+  with an empty language (no rules, ``ir.meta["empty"] = True``): it accepts nothing.
 """
 
 from __future__ import annotations
 
 from ...automaton.ir import GrammarIR
-from ...errors import CompileLimitError, GrammarError, UnsupportedSchemaError
+from ...errors import CompileLimitError, GrammarError, UnsupportedSchemaError  # noqa: F401
 from .compiler import Compiler
 from .emit import Emitter
 from .keywords import KEYWORDS, keyword_table_markdown
@@ -54,9 +54,12 @@ def json_schema_to_ir(schema, *, strict: bool = True, whitespace: str = "compact
         try:
             return em.b.build(start, "json_schema", meta)
         except GrammarError as e:
-            if "empty" in str(e):
-                raise UnsupportedSchemaError("the schema accepts no JSON value", "#", None) from None
-            raise
+            if "empty" not in str(e):
+                raise
+            # The schema accepts no value: an exact grammar with an empty language (no rules).
+            meta["empty"] = True
+            return GrammarIR(terminals=(), terminal_names=(), nonterminal_names=("never",), rules=(), start=0,
+                             source="json_schema", meta=meta)
     except CompileLimitError as e:
         raise UnsupportedSchemaError(f"too large to compile exactly: {e}", "#", None) from None
     except RecursionError:

@@ -777,7 +777,7 @@ class Compiler:
         has = Shape(objs=(ObjShape(props=((name, ANY_NODE),), required=frozenset({name})),))
         without = Shape(null=True, bools=frozenset({True, False}), num=nm.NUM_UNIVERSE, exp=EXP_ALL,
                         str=StrLang.any(), arrs=(ArrShape(),), objs=(ObjShape(props=((name, NEVER_NODE),)),))
-        return self.s_or(without, self.s_and(has, self.shape(dnode)))
+        return self.s_or(without, self.s_and(self.shape(dnode), has))
 
     def _list(self, v, ctx, kw) -> list[int]:
         if not isinstance(v, list) or not v:

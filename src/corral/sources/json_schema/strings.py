@@ -174,7 +174,7 @@ def _norm(rs) -> tuple:
 @lru_cache(maxsize=2048)
 def pattern_lang(pattern: str) -> StrLang:
     """``pattern``: an ECMA-262 regex, matched anywhere in the string (unanchored search)."""
-    return StrLang(dfa=regex_to_char_dfa(pattern, dialect="ecma", search=True))
+    return StrLang(dfa=regex_to_char_dfa(pattern, flags="u", dialect="ecma", search=True))
 
 
 # --- formats: regexes over the decoded string, full match (python dialect) ------------
