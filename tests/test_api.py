@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 
 import jsonschema
 import pytest
@@ -101,9 +102,15 @@ def model_and_tokenizer():
     from corral.models import ModelNotAvailableError, load_default
 
     try:
-        return load_default()
+        pair = load_default()
     except ModelNotAvailableError as exc:
         pytest.skip(str(exc))
+    # Two OpenMP threads on a busy 2-core machine can be 20x slower than one; override with
+    # CORRAL_TEST_TORCH_THREADS (0 = leave torch's default).
+    threads = int(os.environ.get("CORRAL_TEST_TORCH_THREADS", "1"))
+    if threads > 0:
+        torch.set_num_threads(threads)
+    return pair
 
 
 @pytest.mark.model

@@ -28,7 +28,7 @@ DEMO_SCHEMA = {
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 24},
         "age": {"type": "integer", "minimum": 0, "maximum": 120},
-        "languages": {"type": "array", "items": {"enum": ["Python", "Rust", "C", "Go"]}, "maxItems": 3},
+        "languages": {"type": "array", "items": {"enum": ["Python", "Rust", "C", "Go"]}, "minItems": 1, "maxItems": 3},
     },
     "required": ["name", "age", "languages"],
     "additionalProperties": False,

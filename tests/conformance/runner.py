@@ -41,14 +41,16 @@ def property_order(schema) -> dict[str, int]:
     """Rank of each property name by first appearance in a `properties` keyword (document order)."""
     rank: dict[str, int] = {}
 
-    def walk(s):
+    def walk(s, second=False):
         if isinstance(s, dict):
             for k, v in s.items():
                 if k == "properties" and isinstance(v, dict):
                     for n in v:
                         rank.setdefault(n, len(rank))
                     for x in v.values():
-                        walk(x)
+                        walk(x, second)
+                elif not second and k in ("const", "enum", "required", "dependentRequired", "dependencies"):
+                    continue
                 elif k in ("const", "enum"):
                     keys_of(v)
                 elif k in ("examples", "default"):
@@ -64,12 +66,12 @@ def property_order(schema) -> dict[str, int]:
                             for r in req:
                                 rank.setdefault(r, len(rank)) if isinstance(r, str) else None
                         else:
-                            walk(req)
+                            walk(req, second)
                 else:
-                    walk(v)
+                    walk(v, second)
         elif isinstance(s, list):
             for x in s:
-                walk(x)
+                walk(x, second)
 
     def keys_of(v):
         if isinstance(v, dict):
@@ -81,6 +83,7 @@ def property_order(schema) -> dict[str, int]:
                 keys_of(x)
 
     walk(schema)
+    walk(schema, True)
     return rank
 
 
@@ -93,8 +96,83 @@ def reorder(x, rank):
     return x
 
 
+def _deref(s, root, depth=0):
+    if isinstance(s, dict) and isinstance(s.get("$ref"), str) and s["$ref"].startswith("#") and depth < 20:
+        t = root
+        for part in s["$ref"][1:].split("/")[1:]:
+            part = part.replace("~1", "/").replace("~0", "~")
+            if isinstance(t, dict) and part in t:
+                t = t[part]
+            else:
+                return s
+        return _deref(t, root, depth + 1)
+    return s
+
+
+def _branches(s, root, depth=0):
+    """The schema and every subschema applied in place (refs, allOf/anyOf/oneOf, then/else)."""
+    s = _deref(s, root)
+    if not isinstance(s, dict) or depth > 8:
+        return []
+    out = [s]
+    if isinstance(s.get("$ref"), str):
+        out += _branches({"$ref": s["$ref"]}, root, depth + 1) if _deref({"$ref": s["$ref"]}, root) is not s else []
+    for k in ("allOf", "anyOf", "oneOf"):
+        if isinstance(s.get(k), list):
+            for x in s[k]:
+                out += _branches(x, root, depth + 1)
+    for k in ("then", "else"):
+        if isinstance(s.get(k), dict):
+            out += _branches(s[k], root, depth + 1)
+    return out
+
+
+def guided(x, s, root, rank):
+    """Reorder keys following the schema at this location (best-matching branch first), else global rank."""
+    br = _branches(s, root) if s is not None else []
+    if isinstance(x, dict):
+        props = [b["properties"] for b in br if isinstance(b.get("properties"), dict)]
+        props.sort(key=lambda p: -len(set(p) & set(x)))
+        order: dict[str, int] = {}
+        for p in props:
+            for n in p:
+                order.setdefault(n, len(order))
+        keys = sorted(x, key=lambda k: (0, order[k]) if k in order else (1, rank.get(k, 1 << 30)))
+        out = {}
+        for k in keys:
+            sub = next((p[k] for p in props if k in p), None)
+            if sub is None:
+                for b in br:
+                    if isinstance(b.get("additionalProperties"), dict):
+                        sub = b["additionalProperties"]
+                        break
+            out[k] = guided(x[k], sub, root, rank)
+        return out
+    if isinstance(x, list):
+        res = []
+        for i, v in enumerate(x):
+            sub = None
+            for b in br:
+                pi = b.get("prefixItems") if isinstance(b.get("prefixItems"), list) else (
+                    b.get("items") if isinstance(b.get("items"), list) else None)
+                if pi is not None and i < len(pi):
+                    sub = pi[i]
+                    break
+                if isinstance(b.get("items"), dict):
+                    sub = b["items"]
+                    break
+            res.append(guided(v, sub, root, rank))
+        return res
+    return x
+
+
 def serialise(data, schema) -> str:
-    return json.dumps(reorder(data, property_order(schema)), separators=(",", ":"), ensure_ascii=False)
+    rank = property_order(schema)
+    try:
+        data = guided(data, schema, schema, rank)
+    except RecursionError:
+        data = reorder(data, rank)
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def groups(kind: str):
@@ -180,7 +258,7 @@ def run_suite(kind: str, *, processes: int = 2, verbose: bool = False, limit: in
     if processes > 1:
         import multiprocessing as mp
 
-        with mp.get_context("fork").Pool(processes) as pool:
+        with mp.get_context("spawn").Pool(processes) as pool:
             res = pool.map(_run_one, work, chunksize=4)
     else:
         res = [_run_one(w) for w in work]

@@ -13,13 +13,15 @@ from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
 from .dfa import ByteDFA
 from .masks import terminal_state_masks, walk_crossing
+from .trie import trie_lists
 from .regularize import regularize
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
 
 TERMINATED = -2
-_EAGER_STATE_LIMIT = 4000
+_EXACT_WALK_TOKENS = 512  # below this many crossing tokens, a byte walk beats per-terminal trie walks
+_EAGER_STATE_LIMIT = 64
 
 
 def _as_vocab(tokenizer_or_vocab: Any) -> "Vocabulary | None":
@@ -44,13 +46,17 @@ class Grammar:
         ir: GrammarIR,
         vocab: "Vocabulary | Any | None" = None,
         *,
-        collapse_regular: bool = True,
+        collapse_regular: bool | None = None,
         _automaton: ByteAutomaton | None = None,
     ) -> None:
         self.source_ir = ir
         if _automaton is not None:
             self.ir = _automaton.ir
         else:
+            if collapse_regular is None:
+                # JSON Schema grammars arrive with coarse, shared terminals; merging them would
+                # trade shared per-terminal masks for large grammar-specific DFAs.
+                collapse_regular = ir.source != "json_schema"
             self.ir = regularize(ir) if collapse_regular else ir
         self.automaton = _automaton or ByteAutomaton(self.ir)
         self.vocab = _as_vocab(vocab)
@@ -162,7 +168,7 @@ class _Masker:
         self._lock = threading.Lock()
         self.token_bytes = vocab.token_bytes
         if sum(d.n_states for d in automaton.ir.terminals) <= _EAGER_STATE_LIMIT:
-            self.precompute()
+            self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
 
     def precompute(self) -> None:
         for dfa in self.A.ir.terminals:
@@ -210,6 +216,12 @@ class _Masker:
             visited[column] = keys
         if not len(keys):
             return
+        nodes = (keys >> 20).astype(np.int64)
+        trie = trie_lists(self.vocab)
+        n_tokens = int((trie.sub_hi_np[nodes] - trie.tok_lo_np[nodes]).sum())
+        if n_tokens <= _EXACT_WALK_TOKENS:
+            self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie)
+            return
         k = len(keys)
         records = (
             (keys >> 20).astype(np.int32),
@@ -231,6 +243,29 @@ class _Masker:
             np.bitwise_or(out, bits, out=out)
             if len(deeper[0]) and nxt >= 0:
                 self._cross(nxt, deeper, out, visited)
+
+    def _resolve_exact(self, out: np.ndarray, column: int, nodes: list[int], cuts: list[int], t) -> None:
+        """Few crossing tokens left: walk them byte by byte from the boundary (DFS, dead branches pruned)."""
+        start = self.A.boundary_state(column)
+        walk, step = self.A.walk, self.A.step
+        tb = self.token_bytes
+        child_ptr, child_byte, child_node = t.child_ptr, t.child_byte, t.child_node
+        tok_lo, tok_hi, sorted_ids, depth = t.tok_lo, t.tok_hi, t.sorted_ids, t.depth
+        for node, cut in zip(nodes, cuts):
+            first = tb[sorted_ids[tok_lo[node]]]
+            sid = walk(start, first[cut : depth[node]])
+            if sid < 0:
+                continue
+            stack = [(node, sid)]
+            while stack:
+                nd, sid = stack.pop()
+                for k in range(tok_lo[nd], tok_hi[nd]):
+                    tid = sorted_ids[k]
+                    out[tid >> 5] |= np.uint32(1 << (tid & 31))
+                for e in range(child_ptr[nd], child_ptr[nd + 1]):
+                    nxt = step(sid, child_byte[e])
+                    if nxt >= 0:
+                        stack.append((child_node[e], nxt))
 
     def state_mask(self, sid: int) -> np.ndarray:
         m = self._state_masks.get(sid)

@@ -19,8 +19,12 @@ repeated state costs a dictionary lookup.
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
+import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numba import njit
@@ -226,26 +230,82 @@ class TerminalStateMasks:
 
 _tsm_cache: dict[tuple[str, bytes, int], TerminalStateMasks] = {}
 _tsm_lock = threading.Lock()
+_DISK_MIN_SECONDS = 0.002  # only walks slower than this are worth a file
+
+
+def clear_cache(disk: bool = False) -> None:
+    """Forget every terminal-state mask (in memory; also on disk with ``disk=True``)."""
+    with _tsm_lock:
+        _tsm_cache.clear()
+    if disk:
+        import shutil
+
+        shutil.rmtree(_disk_dir(), ignore_errors=True)
+
+
+def _disk_dir() -> Path:
+    root = os.environ.get("CORRAL_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "corral")
+    return Path(root) / "masks"
+
+
+def _disk_path(key: tuple[str, bytes, int]) -> Path | None:
+    if os.environ.get("CORRAL_NO_DISK_CACHE"):
+        return None
+    fp, dkey, q = key
+    return _disk_dir() / fp[:24] / f"{dkey.hex()}-{q}.npz"
 
 
 def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
-    """Inside mask and crossing records of DFA state ``q`` (memoised across grammars)."""
+    """Inside mask and crossing records of DFA state ``q``.
+
+    Memoised across grammars in memory, and on disk (``$CORRAL_CACHE/masks``,
+    default ``~/.cache/corral``) for walks slow enough to be worth it; set
+    ``CORRAL_NO_DISK_CACHE=1`` to disable the disk part.
+    """
     key = (vocab.fingerprint, dfa.key(), q)
     out = _tsm_cache.get(key)
     if out is not None:
         return out
-    trie = trie_for(vocab)
-    inside, node, ds, dn, cuts = _walk_trie(
-        dfa.trans, dfa.accepting, np.int32(q),
-        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-        vocab.n_words,
-    )
-    for a in (inside, node, ds, dn, cuts):
+    path = _disk_path(key)
+    out = _load(path) if path is not None else None
+    if out is None:
+        trie = trie_for(vocab)
+        t0 = time.perf_counter()
+        inside, node, ds, dn, cuts = _walk_trie(
+            dfa.trans, dfa.accepting, np.int32(q),
+            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
+            vocab.n_words,
+        )
+        out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
+        if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:
+            _save(path, out)
+    for a in (out.inside, out.rec_node, out.rec_ds, out.rec_dn, out.cuts):
         a.setflags(write=False)
-    out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
     with _tsm_lock:
         _tsm_cache.setdefault(key, out)
     return _tsm_cache[key]
+
+
+def _save(path: Path, tsm: TerminalStateMasks) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, inside=tsm.inside, rec_node=tsm.rec_node, rec_ds=tsm.rec_ds, rec_dn=tsm.rec_dn, cuts=tsm.cuts)
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a cache that cannot be written is only slower
+
+
+def _load(path: Path) -> TerminalStateMasks | None:
+    try:
+        with np.load(path) as z:
+            inside = z["inside"]
+            return TerminalStateMasks(
+                inside, z["rec_node"], z["rec_ds"], z["rec_dn"], z["cuts"], int(np.bitwise_count(inside).sum())
+            )
+    except (OSError, KeyError, ValueError):
+        return None
 
 
 _work = threading.local()

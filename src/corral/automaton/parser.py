@@ -51,6 +51,7 @@ class EarleyParser:
         for i, (lhs, _) in enumerate(rules):
             self.rules_of.setdefault(lhs, []).append(i)
         self.nullable = self._nullable()
+        self._predictions: dict[int, frozenset] = {}
         self._columns: list[Column] = []
         self._index: dict[frozenset, int] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
@@ -67,6 +68,30 @@ class EarleyParser:
                     nullable.add(lhs)
                     changed = True
         return nullable
+
+    def predictions(self, x: int) -> frozenset:
+        """Every item predicted (origin SELF) when nonterminal ``x`` is expected: a static set."""
+        out = self._predictions.get(x)
+        if out is not None:
+            return out
+        nt = self.n_terminals
+        items: set = set()
+        agenda = [(r, 0, SELF) for r in self.rules_of.get(x, ())]
+        while agenda:
+            it = agenda.pop()
+            if it in items:
+                continue
+            items.add(it)
+            r, d, _ = it
+            rhs = self.rule_rhs[r]
+            if d < len(rhs) and rhs[d] >= nt:
+                y = rhs[d]
+                agenda.extend((r3, 0, SELF) for r3 in self.rules_of.get(y, ()))
+                if y in self.nullable:
+                    agenda.append((r, d + 1, SELF))
+        out = frozenset(items)
+        self._predictions[x] = out
+        return out
 
     def column(self, cid: int) -> Column:
         return self._columns[cid]
@@ -93,14 +118,14 @@ class EarleyParser:
         return out
 
     def _closure(self, kernel: list, _prev: int | None) -> set:
-        """Predict and complete (Aycock-Horspool style for empty rules)."""
+        """Complete, then add the static prediction sets (Aycock-Horspool style for empty rules)."""
         rhs_of = self.rule_rhs
         lhs_of = self.rule_lhs
-        rules_of = self.rules_of
         nullable = self.nullable
         nt = self.n_terminals
         columns = self._columns
         items: set = set()
+        predicted: set[int] = set()
         agenda = list(kernel)
         while agenda:
             it = agenda.pop()
@@ -118,10 +143,11 @@ class EarleyParser:
                 continue
             x = rhs[d]
             if x >= nt:
-                for r3 in rules_of.get(x, ()):
-                    agenda.append((r3, 0, SELF))
+                predicted.add(x)
                 if x in nullable:
                     agenda.append((r, d + 1, o))
+        for x in predicted:
+            items.update(self.predictions(x))
         return items
 
     def _intern(self, items: set) -> int:

@@ -43,7 +43,17 @@ def trie_for(vocab) -> TokenTrie:
         if t is None:
             t = build_trie(vocab.token_bytes)
             _cache[key] = t
+            _warm_up(t, vocab.n_words)
     return t
+
+
+def _warm_up(t: TokenTrie, n_words: int) -> None:
+    """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
+    from .masks import _walk_trie
+
+    dead = np.full((1, 256), -1, dtype=np.int32)
+    _walk_trie(dead, np.zeros(1, dtype=bool), np.int32(0), t.child_ptr, t.child_byte, t.child_node,
+               t.tok_lo, t.tok_hi, t.sorted_ids, n_words)
 
 
 def build_trie(token_bytes) -> TokenTrie:
@@ -122,6 +132,8 @@ class TrieLists:
         self.tok_hi = t.tok_hi.tolist()
         self.sorted_ids = t.sorted_ids.tolist()
         self.depth = t.depth.tolist()
+        self.sub_hi_np = t.sub_hi.astype(np.int64)
+        self.tok_lo_np = t.tok_lo.astype(np.int64)
 
 
 _lists_cache: dict[str, TrieLists] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from .asap import _encode
-from .awrs import awrs_step
+from .awrs import AWRSStep, awrs_step
 from .base import Sample, allowed_ids, decode_text, log_mean_exp, logsumexp, make_rng
 from .lm import ParticleLM
 
@@ -101,6 +101,18 @@ class _Particle:
         return c
 
 
+def _masked_step(logp: np.ndarray, ids: np.ndarray, rng: np.random.Generator) -> AWRSStep:
+    ids = ids[ids < logp.shape[0]]
+    pa = np.exp(logp[ids])
+    z = float(pa.sum())
+    if z <= 0.0:
+        return AWRSStep(-1, -math.inf, 0, True)
+    i = min(int(np.searchsorted(np.cumsum(pa), rng.random() * z, side="right")), len(ids) - 1)
+    while pa[i] <= 0.0:
+        i -= 1
+    return AWRSStep(int(ids[i]), math.log(z), 0, True)
+
+
 def smc(
     model: Any,
     tokenizer: Any,
@@ -113,13 +125,18 @@ def smc(
     temperature: float = 1.0,
     seed: Any = None,
     max_checks: int | None = 256,
+    proposal: str = "awrs",
     chat: bool | None = None,
 ) -> SMCResult:
     """Run SMC with AWRS proposals; see the module docstring.
 
     ``prompt``: text / chat messages (encoded like ``corral.generate``) or token ids.
     ``ess_threshold``: resample when ESS < ``ess_threshold * n_particles`` (0: never, 1: always).
+    ``proposal``: ``"awrs"`` (few single-token checks, estimated local weights) or ``"mask"``
+    (the full mask each step: same proposal distribution, exact local weights, less variance).
     """
+    if proposal not in ("awrs", "mask"):
+        raise ValueError(f"proposal must be 'awrs' or 'mask', not {proposal!r}")
     t0 = time.perf_counter()
     if grammar.vocab is None:
         if tokenizer is None:
@@ -145,7 +162,10 @@ def smc(
             p = parts[i]
             logp = logps[rows[i]]
             m = p.matcher
-            st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m))
+            if proposal == "awrs":
+                st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m))
+            else:
+                st = _masked_step(logp, allowed_ids(m), rng)
             p.checks += st.n_checks
             checks += st.n_checks
             steps += 1
