@@ -10,6 +10,23 @@ import pytest
 
 from corral.cli import main
 
+
+
+@pytest.fixture()
+def model_threads():
+    """Model tests: one torch thread (two OpenMP threads on a busy 2-core box can be 20x slower)."""
+    import os
+
+    import torch
+
+    threads = int(os.environ.get("CORRAL_TEST_TORCH_THREADS", "1"))
+    old = torch.get_num_threads()
+    if threads > 0:
+        torch.set_num_threads(threads)
+    yield
+    torch.set_num_threads(old)
+
+
 LARK = 'start: expr\nexpr: NUMBER ("+" NUMBER)*\nNUMBER: /[0-9]+/\n'
 
 
@@ -83,7 +100,7 @@ def test_generate_missing_grammar_file(capsys):
 
 
 @pytest.mark.model
-def test_generate_schema_prints_valid_json(capsys):
+def test_generate_schema_prints_valid_json(capsys, model_threads):
     schema = {"type": "object", "properties": {"color": {"enum": ["red", "green", "blue"]}}, "required": ["color"],
               "additionalProperties": False}
     code, out, err = _run(capsys, ["generate", "--schema", json.dumps(schema), "--prompt", "Pick a color.",
@@ -93,7 +110,7 @@ def test_generate_schema_prints_valid_json(capsys):
 
 
 @pytest.mark.model
-def test_generate_grammar_prints_text(tmp_path, capsys):
+def test_generate_grammar_prints_text(tmp_path, capsys, model_threads):
     f = tmp_path / "yn.gbnf"
     f.write_text('root ::= "yes" | "no"\n')
     code, out, err = _run(capsys, ["generate", "--grammar", str(f), "--prompt", "Is water wet?", "--max-new-tokens", "4"])
@@ -102,7 +119,7 @@ def test_generate_grammar_prints_text(tmp_path, capsys):
 
 
 @pytest.mark.model
-def test_generate_too_few_tokens_exit_1(capsys):
+def test_generate_too_few_tokens_exit_1(capsys, model_threads):
     code, _, err = _run(capsys, ["generate", "--schema", '{"type": "array", "items": {"type": "integer"}, "minItems": 3}',
                                  "--prompt", "Numbers.", "--max-new-tokens", "2"])
     assert code == 1
@@ -113,3 +130,10 @@ def test_python_dash_m_entry_point():
     proc = subprocess.run([sys.executable, "-m", "corral", "check", "/nonexistent.lark"], capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.startswith("corral: error:")
+
+
+@pytest.mark.model
+def test_demo_runs(capsys, model_threads):
+    code, out, err = _run(capsys, ["demo", "--max-new-tokens", "64"])
+    assert code == 0, err
+    assert "valid against the schema" in out and "Sentiment:" in out

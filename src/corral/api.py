@@ -121,6 +121,15 @@ def register_speculative(fn: SamplerFn, name: str = "default") -> SamplerFn:
     return fn
 
 
+def _load_plugin_sampler(name: str) -> SamplerFn | None:
+    """Samplers of ``corral.sampling`` (asap, awrs, smc, ...) register themselves on import."""
+    try:
+        import corral.sampling.registry  # noqa: F401
+    except ImportError as exc:
+        logger.debug("corral.sampling.registry not importable: %s", exc)
+    return SAMPLERS.get(name)
+
+
 # ----------------------------------------------------------------------------- masks / warps
 def mask_logits(logits: torch.Tensor, bitmask: torch.Tensor) -> torch.Tensor:
     """Set disallowed entries of ``logits`` ``[rows, W]`` to ``-inf`` from an int32 bitmask (out of place)."""
@@ -398,6 +407,8 @@ def generate(
             raise CorralError("speculative decoding is not available (no loop registered)")
     else:
         fn = SAMPLERS.get(sampler)
+        if fn is None:
+            fn = _load_plugin_sampler(sampler)
         if fn is None:
             raise ValueError(f"unknown sampler {sampler!r}; available: {sorted(SAMPLERS)}")
     was_training = getattr(model, "training", False)

@@ -28,18 +28,19 @@ DEMO_SCHEMA = {
     "properties": {
         "name": {"type": "string", "minLength": 1, "maxLength": 24},
         "age": {"type": "integer", "minimum": 0, "maximum": 120},
-        "languages": {"type": "array", "items": {"enum": ["Python", "Rust", "C", "Go"]}, "minItems": 1, "maxItems": 3},
+        "languages": {"type": "array", "items": {"enum": ["Python", "Rust", "C", "Go"]}, "minItems": 1, "maxItems": 3,
+                      "uniqueItems": True},
     },
     "required": ["name", "age", "languages"],
     "additionalProperties": False,
 }
 DEMO_PROMPT = "Describe a fictional software engineer as JSON with a name, an age and the programming languages they use."
 DEMO_GRAMMAR = r"""
-start: "Answer: " ANSWER "\nConfidence: " LEVEL
-ANSWER: "yes" | "no"
-LEVEL: "low" | "medium" | "high"
+start: "Sentiment: " LABEL "\nStars: " STARS
+LABEL: "positive" | "negative" | "neutral"
+STARS: /[1-5]/
 """
-DEMO_GRAMMAR_PROMPT = "Is Paris the capital of France?"
+DEMO_GRAMMAR_PROMPT = "Classify the sentiment of this review: 'Terrible food and rude staff.'"
 
 
 class UsageError(Exception):
@@ -101,6 +102,8 @@ def _load_model(model_dir: str | None) -> tuple[Any, Any]:
     if model_dir is not None and not Path(model_dir).exists() and os.sep in model_dir:
         raise UsageError(f"model directory not found: {model_dir}")
     logger.info("loading %s", model_dir or "the default model (SmolLM2-135M-Instruct)")
+    if model_dir is None and not models.is_cached():
+        print("corral: first run: converting the embedded model (about 20 s, once)", file=sys.stderr)
     t0 = time.perf_counter()
     pair = models.load(model_dir)
     logger.info("model loaded in %.1fs", time.perf_counter() - t0)
@@ -241,7 +244,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"  ({result.n_tokens} tokens in {dt:.2f}s, valid against the schema)\n")
 
     print("and a Lark grammar:")
-    print("grammar:", " | ".join(line.strip() for line in DEMO_GRAMMAR.strip().splitlines()))
+    print("grammar:")
+    for line in DEMO_GRAMMAR.strip().splitlines():
+        print("   ", line)
     print("prompt:", DEMO_GRAMMAR_PROMPT)
     g = Grammar.from_lark(DEMO_GRAMMAR, None)
     res = generate(model, tokenizer, DEMO_GRAMMAR_PROMPT, g, max_new_tokens=24)

@@ -80,6 +80,11 @@ def _is_complete(d: Path) -> bool:
     ).is_file()
 
 
+def is_cached(cache_dir: str | os.PathLike | None = None) -> bool:
+    """Whether the converted default model is already in the cache (later loads are fast)."""
+    return _is_complete(default_model_dir(cache_dir))
+
+
 def _convert_from_gguf(target: Path) -> tuple[Any, Any]:
     import torch
     from safetensors.torch import save_file

@@ -73,22 +73,31 @@ def gumbel_order(logp: np.ndarray, rng: np.random.Generator, excluded: Iterable[
         yield int(i)
 
 
+_GL_X, _GL_W = np.polynomial.legendre.leggauss(20)
+
+
 def expected_inverse_count(z: float, a: int, accepts_needed: int) -> float:
-    """``E[1 / (a + 1 + F)]`` where ``F`` counts failures before ``accepts_needed`` (1 or 2)
-    successes of probability ``z``: ``z^r * integral_0^1 t^a / (1 - (1-z) t)^r dt``."""
+    """``E[1 / (a + 1 + F)]`` where ``F`` counts the failures before ``accepts_needed`` (1 or 2)
+    successes of probability ``z``.
+
+    Equals ``integral_0^1 (1-s)^a (z / (z + (1-z) s))^r ds`` (sum the series under the
+    integral), computed by Gauss-Legendre quadrature on a geometric grid of ``s`` (the integrand
+    is smooth on each dyadic piece), to about 1e-12 relative accuracy.
+    """
     if not 0.0 < z <= 1.0:
         return 0.0
     r = int(accepts_needed)
     if z == 1.0:
         return 1.0 / (a + 1)
-    import mpmath
-
-    with mpmath.workdps(30):
-        q = mpmath.mpf(1) - mpmath.mpf(z)
-        f = lambda t: t**a / (1 - q * t) ** r  # noqa: E731
-        pts = sorted({0.0, max(0.0, 1.0 - 1.0 / (a + 1)), max(0.0, 1.0 - 10 * z), max(0.0, 1.0 - z), 1.0})
-        val = mpmath.quad(f, pts)
-        return float(mpmath.mpf(z) ** r * val)
+    q = 1.0 - z
+    lo = min(1e-18, z * 1e-10)
+    pieces = int(math.ceil(math.log2(1.0 / lo)))
+    edges = np.concatenate([[0.0], np.geomspace(lo, 1.0, pieces + 1)])
+    left, right = edges[:-1], edges[1:]
+    mid, half = (left + right) / 2, (right - left) / 2
+    s = mid[:, None] + half[:, None] * _GL_X[None, :]
+    f = np.exp(a * np.log1p(-s)) * (z / (z + q * s)) ** r
+    return float(np.sum(half[:, None] * _GL_W[None, :] * f))
 
 
 def awrs_step(

@@ -1,7 +1,8 @@
 """JSON Schema -> GrammarIR with honest semantics (see ``keywords.KEYWORDS`` for coverage).
 
 ``json_schema_to_ir(schema, *, strict=True, whitespace="compact", indent=2,
-max_whitespace=4, any_order=False, resolver=None, format_assertion=True)``.
+max_whitespace=4, any_order=False, resolver=None, format_assertion=True, max_depth=32,
+default_draft=2020)`` (``default_draft``: 4, 6, 7, 2019 or 2020, used when ``$schema`` is absent).
 
 Semantics in brief:
 
@@ -34,7 +35,7 @@ __all__ = ["json_schema_to_ir", "KEYWORDS", "keyword_table_markdown"]
 
 def json_schema_to_ir(schema, *, strict: bool = True, whitespace: str = "compact", indent: int = 2,
                       max_whitespace: int = 4, any_order: bool = False, resolver=None,
-                      format_assertion: bool = True, max_depth: int = 32) -> GrammarIR:
+                      format_assertion: bool = True, max_depth: int = 32, default_draft: int = 2020) -> GrammarIR:
     """Compile a JSON Schema (dict, bool, or JSON text) to a grammar of the valid JSON texts."""
     if isinstance(schema, (str, bytes)):
         import json
@@ -46,7 +47,8 @@ def json_schema_to_ir(schema, *, strict: bool = True, whitespace: str = "compact
         except ValueError as e:
             raise InvalidSchemaError(f"schema is not JSON: {e}") from None
     try:
-        comp = Compiler(schema, strict=strict, resolver=resolver, format_assertion=format_assertion)
+        comp = Compiler(schema, strict=strict, resolver=resolver, format_assertion=format_assertion,
+                        default_draft=default_draft)
         em = Emitter(comp, whitespace=whitespace, indent=indent, max_whitespace=max_whitespace,
                      any_order=any_order, max_depth=max_depth)
         start = em.value(comp.root, 0)
