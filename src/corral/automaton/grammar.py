@@ -12,7 +12,7 @@ from ..errors import CorralError, ValidationError
 from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
 from .dfa import ByteDFA
-from .masks import terminal_state_masks, walk_crossing
+from .masks import terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -222,13 +222,7 @@ class _Masker:
         if n_tokens <= _EXACT_WALK_TOKENS:
             self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie)
             return
-        k = len(keys)
-        records = (
-            (keys >> 20).astype(np.int32),
-            np.arange(k, dtype=np.int32),
-            np.ones(k, dtype=np.int32),
-            (keys & 0xFFFFF).astype(np.int32),
-        )
+        records = keys  # walk_crossing_keys memoises on (terminal, these keys)
         A = self.A
         nt = A.n_terminals
         terms = A.ir.terminals
@@ -239,7 +233,7 @@ class _Masker:
             if (t, nxt) in seen:
                 continue
             seen.add((t, nxt))
-            bits, deeper = walk_crossing(self.vocab, terms[t], records)
+            bits, deeper = walk_crossing_keys(self.vocab, terms[t], records)
             np.bitwise_or(out, bits, out=out)
             if len(deeper[0]) and nxt >= 0:
                 self._cross(nxt, deeper, out, visited)

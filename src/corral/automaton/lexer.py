@@ -147,6 +147,8 @@ class ByteAutomaton:
                 c2 = self.after(col, role)
                 if c2 >= 0:
                     new_boundary.add(c2)
+        if len(new_boundary) > 1:
+            new_boundary = {self.parser.union(frozenset(new_boundary))}
         return self.intern(frozenset(new_boundary), frozenset(new_partial))
 
     def live_bytes(self, sid: int) -> list[int]:

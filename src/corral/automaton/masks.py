@@ -237,6 +237,7 @@ def clear_cache(disk: bool = False) -> None:
     """Forget every terminal-state mask (in memory; also on disk with ``disk=True``)."""
     with _tsm_lock:
         _tsm_cache.clear()
+        _cross_memo.clear()
     if disk:
         import shutil
 
@@ -332,3 +333,32 @@ def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tupl
         st_node, st_q, st_nacc,
     )
     return bits, (n2, ds2, dn2, c2)
+
+
+_cross_memo: dict[tuple[str, bytes, bytes], tuple[np.ndarray, tuple]] = {}
+_CROSS_MEMO_LIMIT = 200_000
+
+
+def walk_crossing_keys(vocab, dfa: ByteDFA, keys: np.ndarray) -> tuple[np.ndarray, tuple]:
+    """``walk_crossing`` for records given as sorted (node << 20 | cut) keys, memoised.
+
+    The result depends only on the vocabulary, the terminal and the records, not
+    on the parser column, so it is shared by every column and every grammar.
+    """
+    memo_key = (vocab.fingerprint, dfa.key(), keys.tobytes())
+    out = _cross_memo.get(memo_key)
+    if out is None:
+        k = len(keys)
+        records = (
+            (keys >> 20).astype(np.int32),
+            np.arange(k, dtype=np.int32),
+            np.ones(k, dtype=np.int32),
+            (keys & 0xFFFFF).astype(np.int32),
+        )
+        bits, deeper = walk_crossing(vocab, dfa, records)
+        bits.setflags(write=False)
+        out = (bits, deeper)
+        if len(_cross_memo) > _CROSS_MEMO_LIMIT:
+            _cross_memo.clear()
+        _cross_memo[memo_key] = out
+    return out

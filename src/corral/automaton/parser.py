@@ -55,6 +55,7 @@ class EarleyParser:
         self._columns: list[Column] = []
         self._index: dict[frozenset, int] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
+        self._union_memo: dict = {}
         self._lock = threading.Lock()
         self.initial = self._intern(self._closure([(self.start_rule, 0, SELF)], None))
 
@@ -115,6 +116,24 @@ class EarleyParser:
             with self._lock:
                 out = self._intern(self._closure(kernel, cid))
         self._scan_memo[key] = out
+        return out
+
+    def union(self, cids: frozenset) -> int:
+        """One column for several columns at the same input position.
+
+        Their item sets are closed and their SELF origins all mean "here", so the
+        union is closed too and stands for all of them: ambiguity in where the
+        previous terminals ended collapses into one parser state.
+        """
+        key = ("union", cids)
+        out = self._union_memo.get(key)
+        if out is None:
+            items: set = set()
+            for c in cids:
+                items.update(self._columns[c].items)
+            with self._lock:
+                out = self._intern(items)
+            self._union_memo[key] = out
         return out
 
     def _closure(self, kernel: list, _prev: int | None) -> set:

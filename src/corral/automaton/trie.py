@@ -44,6 +44,7 @@ def trie_for(vocab) -> TokenTrie:
             t = build_trie(vocab.token_bytes)
             _cache[key] = t
             _warm_up(t, vocab.n_words)
+            _lists_cache[key] = TrieLists(t)
     return t
 
 

@@ -274,7 +274,9 @@ class Compiler:
             return b
         if b == ObjShape():
             return a
-        names = a.names + [n for n in b.names if n not in set(a.names)]
+        decl = [n for n in a.names if n not in a.promoted] + [n for n in b.names if n not in b.promoted]
+        names = list(dict.fromkeys(decl + a.names + b.names))
+        promoted = frozenset(names) - frozenset(decl)
         props = tuple((n, self.and_node(a.value_for(n), b.value_for(n))) for n in names)
         required = a.required | b.required
         for n, v in props:
@@ -294,7 +296,7 @@ class Compiler:
         if hi is not None and lo > hi:
             return None
         deps = tuple(dict.fromkeys(a.deps + b.deps))
-        return ObjShape(props, frozenset(required), tuple(rest), lo, hi, deps)
+        return ObjShape(props, frozenset(required), tuple(rest), lo, hi, deps, promoted)
 
     def obj_not(self, a: ObjShape) -> list[ObjShape]:
         out = []
@@ -496,7 +498,7 @@ class Compiler:
         if "number" in types:
             num, exp = nm.NUM_UNIVERSE, EXP_ALL
         elif "integer" in types:
-            num, exp = nm.INTEGERS, EXP_DROP
+            num, exp = (nm.INTEGERS_DRAFT4 if ctx.draft == 4 else nm.INTEGERS), EXP_DROP
         else:
             num, exp = None, EXP_NONE
         if num is not None:
@@ -726,7 +728,7 @@ class Compiler:
             if v:
                 deps.append((k, frozenset(v)))
         names = list(props)
-        for n in list(req) + [d for d, _ in deps] + [x for _, v in deps for x in v]:
+        for n in list(req) + [x for d, v in dr.items() if v for x in [d, *v]]:
             if n not in props and n not in names:
                 names.append(n)
         plist = []
@@ -760,7 +762,8 @@ class Compiler:
                 return None
         if maxp is not None and minp > maxp:
             return None
-        return ObjShape(tuple(plist), required, tuple(rest), minp, maxp, tuple(deps))
+        return ObjShape(tuple(plist), required, tuple(rest), minp, maxp, tuple(deps),
+                        frozenset(n for n, _ in plist if n not in props))
 
     def _dep_schemas(self, s, ctx):
         out = []

@@ -25,6 +25,7 @@ ALPHABET = b"0123456789.-"
 NUM_UNIVERSE = compile_regex(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?")
 EXP_NUMBERS = compile_regex(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?[eE][+-]?[0-9]+")
 INTEGERS = compile_regex(r"-?(0|[1-9][0-9]*)(\.0+)?")
+INTEGERS_DRAFT4 = compile_regex(r"-?(0|[1-9][0-9]*)")  # draft 4: 1.0 is not an integer
 MAX_STATES = 20_000
 
 

@@ -53,6 +53,7 @@ class ObjShape:
     minp: int = 0
     maxp: int | None = None
     deps: tuple = ()  # ((name, frozenset(names required when name present)), ...)
+    promoted: frozenset = frozenset()  # listed only because required/dependencies name them (ordered last)
 
     def value_for(self, name: str) -> int:
         for n, v in self.props:
