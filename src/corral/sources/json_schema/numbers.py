@@ -167,14 +167,12 @@ def compare_dfa(op: str, c: Decimal) -> ByteDFA:
         raise ValueError("non-finite bound")
     nonneg_any = compile_regex(r"[0-9]+(\.[0-9]+)?")
     if op in (">", ">="):
-        pos_ok = c > 0 or (c == 0 and op == ">") 
         if c > 0 or (c == 0 and op == ">"):
             lang = _magnitude_cmp(c, _CMP[op])  # only positives can exceed a non-negative bound
         else:
             # c <= 0 (or c == 0 with >=): all non-negatives, and negatives -m with m op' |c|
             neg = ops.concat(minus, _magnitude_cmp(-c, _CMP[_FLIP[op]]))
             lang = ops.union(nonneg_any, neg)
-        del pos_ok
     else:
         if c > 0 or (c == 0 and op == "<="):
             neg_all = ops.concat(minus, nonneg_any)
