@@ -35,6 +35,9 @@ __all__ = [
     "generate",
     "generate_json",
     "GenerationResult",
+    "smc",
+    "ASApSampler",
+    "SpeculativeConfig",
     "CorralError",
     "GrammarError",
     "RegexError",
@@ -52,6 +55,9 @@ _LAZY = {
     "generate": ("corral.api", "generate"),
     "generate_json": ("corral.api", "generate_json"),
     "GenerationResult": ("corral.api", "GenerationResult"),
+    "smc": ("corral.sampling.smc", "smc"),
+    "ASApSampler": ("corral.sampling.asap", "ASApSampler"),
+    "SpeculativeConfig": ("corral.speculative.config", "SpeculativeConfig"),
 }
 
 
