@@ -40,6 +40,7 @@ class ByteAutomaton:
         self._index: dict[tuple[frozenset, frozenset], int] = {}
         self._step_memo: dict[tuple[int, int], int] = {}
         self._start_moves: dict[int, dict[int, tuple[tuple[int, int], ...]]] = {}
+        self._moves_by_roles: dict[tuple[int, ...], dict[int, tuple[tuple[int, int], ...]]] = {}
         self._accepting: list[bool] = []
         self._lock = threading.Lock()
         self.initial = self.intern(frozenset([self.parser.initial]), frozenset())
@@ -86,15 +87,20 @@ class ByteAutomaton:
         return self.parser.scan(column, role)
 
     def _starts(self, column: int) -> dict[int, tuple[tuple[int, int], ...]]:
+        """First-byte moves of every terminal that may start at ``column`` (shared per set of roles)."""
         moves = self._start_moves.get(column)
         if moves is None:
-            acc: dict[int, list[tuple[int, int]]] = {}
-            nt = self.n_terminals
-            first = self._first
-            for role in self.roles_at(column):
-                for b, q in first[role % nt]:
-                    acc.setdefault(b, []).append((role, q))
-            moves = {b: tuple(v) for b, v in acc.items()}
+            roles = self.roles_at(column)
+            moves = self._moves_by_roles.get(roles)
+            if moves is None:
+                acc: dict[int, list[tuple[int, int]]] = {}
+                nt = self.n_terminals
+                first = self._first
+                for role in roles:
+                    for b, q in first[role % nt]:
+                        acc.setdefault(b, []).append((role, q))
+                moves = {b: tuple(v) for b, v in acc.items()}
+                self._moves_by_roles[roles] = moves
             self._start_moves[column] = moves
         return moves
 
