@@ -19,18 +19,18 @@ from corral import Grammar, generate
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 CASES = {
-    "arithmetic": ("arithmetic.lark", "Write an arithmetic expression that computes the total price of 3 apples at 4 dollars "
-                                      "each plus 2 pears at 5 dollars each. Only the expression."),
+    "arithmetic": ("arithmetic.lark", "Write the arithmetic expression for the total price of 3 apples at 4 dollars each "
+                                      "and 2 pears at 5 dollars each. Reply with the expression only, like 7*2+1."),
     "sql": ("sql_select.lark", "Write a SQL query selecting the name and age of every user older than 30 from the table "
                                "users. Only the query."),
 }
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv, ast.Mod: operator.mod, ast.Pow: operator.pow,
         ast.USub: operator.neg, ast.UAdd: operator.pos}
 
 
 def safe_eval(expr: str) -> float:
-    """Evaluate +, -, *, / and parentheses over numbers (nothing else)."""
+    """Evaluate + - * / % ** and parentheses over numbers (nothing else)."""
 
     def ev(n: ast.AST) -> float:
         if isinstance(n, ast.Expression):
@@ -65,7 +65,7 @@ def main() -> None:
         assert grammar.accepts(res.text)
         if args.grammar == "arithmetic":
             try:
-                print("value:", safe_eval(res.text))
+                print("value:", safe_eval(" ".join(res.text.split()).replace("^", "**")))
             except (ValueError, SyntaxError, ZeroDivisionError) as exc:  # the grammar may allow more than Python's subset
                 print("value: (not evaluated:", exc, ")")
 

@@ -137,3 +137,103 @@ def test_demo_runs(capsys, model_threads):
     code, out, err = _run(capsys, ["demo", "--max-new-tokens", "64"])
     assert code == 0, err
     assert "valid against the schema" in out and "Sentiment:" in out
+
+
+# ----------------------------------------------------------------------------- sampler / speculative flags
+def test_generate_help_lists_sampler_and_speculative(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for word in ("--sampler", "awrs", "smc", "asap", "--speculative", "--no-speculative"):
+        assert word in out
+
+
+def test_generate_bad_sampler_is_usage_error(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["generate", "--schema", "{}", "--prompt", "x", "--sampler", "beam"])
+    assert info.value.code == 2
+
+
+def test_speculative_with_faithful_sampler_is_refused_before_loading(capsys):
+    code, _, err = _run(capsys, ["generate", "--schema", '{"type": "integer"}', "--prompt", "x",
+                                 "--sampler", "smc", "--speculative"])
+    assert code == 2 and err.startswith("corral: error:") and "--speculative" in err
+    assert "Traceback" not in err
+
+
+@pytest.mark.model
+def test_generate_speculative_and_sampler(capsys, model_threads):
+    schema = json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
+                         "additionalProperties": False})
+    code, out, err = _run(capsys, ["generate", "--schema", schema, "--prompt", "Is it ok?", "--max-new-tokens", "12",
+                                   "--speculative"])
+    assert code == 0, err
+    assert isinstance(json.loads(out)["ok"], bool)
+    code, out, err = _run(capsys, ["generate", "--schema", schema, "--prompt", "Is it ok?", "--max-new-tokens", "12",
+                                   "--sampler", "smc", "--seed", "0"])
+    assert code == 0, err
+    assert isinstance(json.loads(out)["ok"], bool)
+
+
+# ----------------------------------------------------------------------------- check statistics
+def test_check_prints_statistics_and_relaxed_keywords(capsys):
+    # a backreference cannot be a regular language: strict refuses it, --no-strict relaxes and reports it
+    schema = {"type": "object", "properties": {"a": {"type": "string", "pattern": "(a)\\1"}}}
+    code, out, err = _run(capsys, ["check", "--no-strict", json.dumps(schema)])
+    assert code == 0, err
+    for word in ("terminals:", "rules:", "terminal DFA states:", "relaxed keywords (1)", "#/properties/a/pattern"):
+        assert word in out, out
+    code, _, err = _run(capsys, ["check", json.dumps(schema)])  # strict: an error naming the keyword
+    assert code == 2 and "pattern" in err and "Traceback" not in err
+
+
+def test_check_exact_schema_says_no_relaxation(capsys):
+    code, out, _ = _run(capsys, ["check", '{"type": "array", "items": {"enum": [1, 2]}}'])
+    assert code == 0 and "relaxed keywords: none" in out
+
+
+# ----------------------------------------------------------------------------- bench
+def _fake_checkout(tmp_path, monkeypatch, masks_body: str):
+    from corral import cli
+
+    b = tmp_path / "benchmarks"
+    (b / "results").mkdir(parents=True)
+    (b / "__init__.py").write_text("")
+    (b / "common.py").write_text("")
+    (b / "bench_masks.py").write_text(masks_body)
+    (b / "results" / "bench_masks_quick_cdf.png").write_bytes(b"\x89PNG fake")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "elsewhere" / "cli.py"))
+    return b
+
+
+def test_bench_writes_report(tmp_path, monkeypatch, capsys):
+    b = _fake_checkout(tmp_path, monkeypatch, "import sys\nassert '--quick' in sys.argv\nprint('| engine | p50 |')\n")
+    code, out, err = _run(capsys, ["bench", "--quick", "--suite", "masks", "--no-progress"])
+    assert code == 0, err
+    report = (b / "results" / "report.md").read_text()
+    assert "# corral benchmark report" in report and "| engine | p50 |" in report
+    assert "![masks](bench_masks_quick_cdf.png)" in report
+    assert "report.md" in out
+
+
+def test_bench_failing_suite_exit_1(tmp_path, monkeypatch, capsys):
+    b = _fake_checkout(tmp_path, monkeypatch, "raise SystemExit('boom')\n")
+    code, _, err = _run(capsys, ["bench", "--suite", "masks", "--no-progress"])
+    assert code == 1 and "masks" in err
+    assert "failed" in (b / "results" / "report.md").read_text()
+
+
+def test_bench_outside_checkout(tmp_path, monkeypatch, capsys):
+    from corral import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "__file__", str(tmp_path / "site-packages" / "corral" / "cli.py"))
+    code, _, err = _run(capsys, ["bench", "--quick"])
+    assert code == 2 and "checkout" in err and "Traceback" not in err
+
+
+def test_bench_unknown_suite(capsys):
+    code, _, err = _run(capsys, ["bench", "--suite", "masks,nope"])
+    assert code == 2 and "nope" in err

@@ -1,4 +1,4 @@
-"""The ``corral`` command line: ``generate``, ``check`` and ``demo``.
+"""The ``corral`` command line: ``generate``, ``check``, ``bench`` and ``demo``.
 
 User mistakes (missing file, bad JSON, unsupported schema keyword, grammar errors) print
 ``corral: error: ...`` on stderr and exit with status 2, without a traceback.  A generation that
@@ -121,23 +121,38 @@ def cmd_generate(args: argparse.Namespace) -> int:
     schema = _read_schema(args.schema) if args.schema is not None else None
     if args.grammar is not None and not Path(args.grammar).is_file():
         raise UsageError(f"grammar file not found: {args.grammar}")
+    if args.speculative and args.sampler not in (None, "greedy", "sample"):
+        raise UsageError(f"--speculative works with --sampler greedy or sample, not {args.sampler}")
     model, tokenizer = _load_model(args.model)
     from .api import generate, generate_json
 
-    common = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    common: dict[str, Any] = dict(max_new_tokens=args.max_new_tokens, temperature=args.temperature, seed=args.seed)
+    if args.sampler is not None:
+        common["sampler"] = args.sampler
+    if args.speculative:
+        common["speculative"] = True
     if schema is not None:
-        value = generate_json(
+        value, result = generate_json(
             model, tokenizer, schema, args.prompt,
-            whitespace=args.whitespace, strict=not args.no_strict, **common,
+            whitespace=args.whitespace, strict=not args.no_strict, return_result=True, **common,
         )
         indent = 2 if args.whitespace == "pretty" else None
         print(json.dumps(value, ensure_ascii=False, indent=indent))
+        _log_result(result)
     else:
         grammar = _compile_grammar_file(args.grammar, None)
         result = generate(model, tokenizer, args.prompt, grammar, **common)
         print(result.text)
-        logger.info("%d tokens, finish_reason=%s, %.2fs", result.n_tokens, result.finish_reason, result.timings["total"])
+        _log_result(result)
     return 0
+
+
+def _log_result(result: Any) -> None:
+    t = result.timings
+    extra = ""
+    if "n_forwards" in t:
+        extra = f", {int(t['n_forwards'])} forward passes, acceptance {t.get('acceptance_rate', 0.0):.0%}"
+    logger.info("%d tokens, finish_reason=%s, %.2fs%s", result.n_tokens, result.finish_reason, t.get("total", 0.0), extra)
 
 
 def _stats(grammar: Any) -> list[tuple[str, Any]]:
@@ -149,6 +164,11 @@ def _stats(grammar: Any) -> list[tuple[str, Any]]:
             val = getattr(ir, name, None)
             if val is not None:
                 out.append((name.replace("_names", "s"), len(val)))
+        dfas = getattr(ir, "terminals", None) or ()
+        if dfas:
+            out.append(("terminal DFA states", sum(int(getattr(d, "n_states", 0)) for d in dfas)))
+        if getattr(ir, "ignore", None):
+            out.append(("ignored terminals", len(ir.ignore)))
     auto = getattr(grammar, "automaton", None)
     n_states = getattr(auto, "n_states", None)
     if callable(n_states):
@@ -226,6 +246,111 @@ def _fmt_relaxation(r: Any) -> str:
     return " ".join(parts) if parts else str(r)
 
 
+# ----------------------------------------------------------------------------- bench
+BENCH_SUITES = ("masks", "json_schema", "speculative", "sampling")
+_BENCH_TITLES = {
+    "masks": "Mask latency and compile time (shipped grammars)",
+    "json_schema": "JSON Schema: coverage, compile and mask latency (MaskBench dev)",
+    "speculative": "Speculative decoding: speed-up on JSON generation",
+    "sampling": "Faithful sampling: GCD vs ASAp vs AWRS vs SMC",
+}
+
+
+def find_benchmarks(start: Path | None = None) -> Path:
+    """The ``benchmarks/`` directory of a corral checkout (searched from ``start`` / the cwd, then
+    from the installed package's location); raises :class:`UsageError` when there is none."""
+    candidates: list[Path] = []
+    for base in (start or Path.cwd(), Path(__file__).resolve()):
+        base = base.resolve()
+        candidates += [base, *base.parents]
+    for d in candidates:
+        b = d / "benchmarks"
+        if (b / "common.py").is_file() and (b / "bench_masks.py").is_file():
+            return b
+    raise UsageError("corral bench needs a checkout of the corral repository (benchmarks/ is not installed "
+                     "with the package): run it from inside the repository")
+
+
+def _bench_argv(suite: str, quick: bool, results: Path) -> list[str]:
+    """Command-line arguments of one benchmark module."""
+    if suite == "masks":
+        return ["--quick"] if quick else []
+    if suite == "json_schema":
+        return ["--quick"] if quick else []
+    if suite == "speculative":
+        argv = ["--threads", "1", "--out", str(results / ("speculative_quick" if quick else "speculative"))]
+        return argv + (["--n-schemas", "1", "--max-new-tokens", "48", "--no-sampled"] if quick else [])
+    if suite == "sampling":
+        return ["--threads", "1"] + (["--quick", "--suites", "toy,model", "--samples", "100", "--smc-runs", "10"]
+                                     if quick else [])
+    raise UsageError(f"unknown suite {suite!r}")
+
+
+def _bench_pngs(suite: str, results: Path, quick: bool) -> list[Path]:
+    q = "_quick" if quick else ""
+    names = {
+        "masks": [f"bench_masks{q}_cdf.png"],
+        "json_schema": [f"bench_json_schema{q}_cdf.png"],
+        "speculative": [f"speculative{q}.png"],
+        "sampling": [],
+    }[suite]
+    return [results / n for n in names if (results / n).is_file()]
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import subprocess
+
+    bench_dir = find_benchmarks()
+    repo = bench_dir.parent
+    results = bench_dir / "results"
+    results.mkdir(parents=True, exist_ok=True)
+    suites = [s.strip() for s in args.suite.split(",") if s.strip()]
+    bad = [s for s in suites if s not in BENCH_SUITES]
+    if bad or not suites:
+        raise UsageError(f"unknown suite(s) {', '.join(bad) or '(none)'}; choose from {','.join(BENCH_SUITES)}")
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+               OMP_NUM_THREADS=os.environ.get("OMP_NUM_THREADS", "1"))
+    sections: list[str] = []
+    failed: list[str] = []
+    try:
+        from tqdm import tqdm  # type: ignore[import-untyped]
+
+        progress: Any = tqdm(suites, desc="corral bench", unit="suite", file=sys.stderr, disable=args.no_progress)
+    except ImportError:
+        progress = suites
+    for suite in progress:
+        if hasattr(progress, "set_postfix_str"):
+            progress.set_postfix_str(suite)
+        cmd = [sys.executable, "-m", f"benchmarks.bench_{suite}", *_bench_argv(suite, args.quick, results)]
+        logger.info("running %s", " ".join(cmd[1:]))
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=None if args.verbose else
+                              subprocess.PIPE, text=True)
+        dt = time.perf_counter() - t0
+        body = proc.stdout.strip()
+        if proc.returncode != 0:
+            failed.append(suite)
+            tail = (proc.stderr or "").strip().splitlines()[-15:]
+            body = (body + "\n\n" if body else "") + f"**failed** (exit {proc.returncode}):\n\n```\n" + "\n".join(tail) + "\n```"
+            logger.warning("suite %s failed (exit %d)", suite, proc.returncode)
+        section = [f"## {_BENCH_TITLES[suite]}", "",
+                   f"`python -m benchmarks.bench_{suite} {' '.join(_bench_argv(suite, args.quick, results))}` "
+                   f"({dt:.0f} s)", "", body, ""]
+        for png in _bench_pngs(suite, results, args.quick):
+            section += [f"![{suite}]({png.name})", ""]
+        sections.append("\n".join(section))
+    env_line = f"Python {sys.version.split()[0]}, {os.cpu_count()} CPUs, {time.strftime('%Y-%m-%d %H:%M')}"
+    head = ["# corral benchmark report", "", f"`corral bench{' --quick' if args.quick else ''} --suite {','.join(suites)}`"
+            f" -- {env_line}.", ""]
+    out = Path(args.out) if args.out else results / "report.md"
+    out.write_text("\n".join(head + sections), encoding="utf-8")
+    print(f"wrote {out}")
+    if failed:
+        _error(f"suite(s) failed: {', '.join(failed)} (see {out})")
+        return EXIT_FAILED
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .api import generate, generate_json
     from .automaton.grammar import Grammar
@@ -265,7 +390,8 @@ def build_parser() -> argparse.ArgumentParser:
         "  corral generate --schema '{\"type\": \"object\", \"properties\": {\"x\": {\"type\": \"integer\"}}}' "
         "--prompt 'Give me x.'\n"
         "  corral generate --grammar grammars/arithmetic.lark --prompt 'An expression:'\n"
-        "  corral check schema.json",
+        "  corral check schema.json\n"
+        "  corral bench --quick --suite masks",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("-v", "--verbose", action="count", default=0, help="log progress (-vv: debug)")
@@ -291,6 +417,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=256, metavar="N", help="token budget (default: 256)")
     g.add_argument("--temperature", type=float, default=0.0, metavar="T", help="0 = greedy (default), > 0 samples")
     g.add_argument("--seed", type=int, default=None, metavar="S", help="random seed for sampling")
+    g.add_argument("--sampler", choices=["greedy", "sample", "awrs", "smc", "asap"], default=None,
+                   help="decoding strategy: greedy / sample (masked decoding; default: greedy at temperature 0, "
+                   "else sample), or a faithful sampler of P(text | grammar): awrs, smc, asap")
+    g.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=False,
+                   help="speculative decoding: grammar / n-gram / recycled drafts verified in one forward pass "
+                   "(same output distribution; greedy or sample only; default: off)")
     schema_args(g)
     g.set_defaults(func=cmd_generate)
 
@@ -302,6 +434,17 @@ def build_parser() -> argparse.ArgumentParser:
     model_args(c)
     schema_args(c)
     c.set_defaults(func=cmd_check)
+
+    b = sub.add_parser("bench", help="run the benchmark suites and write a Markdown report",
+                       description="Run the benchmark suites of a corral checkout (benchmarks/) and write "
+                       "benchmarks/results/report.md with their tables and PNG plots. Peers (XGrammar, llguidance) "
+                       "are compared when the 'bench' extra is installed.")
+    b.add_argument("--quick", action="store_true", help="small inputs (minutes instead of hours)")
+    b.add_argument("--suite", default=",".join(BENCH_SUITES), metavar="LIST",
+                   help=f"comma-separated suites (default: all): {','.join(BENCH_SUITES)}")
+    b.add_argument("--out", default=None, metavar="FILE", help="report path (default: benchmarks/results/report.md)")
+    b.add_argument("--no-progress", action="store_true", help="no progress bar")
+    b.set_defaults(func=cmd_bench)
 
     d = sub.add_parser("demo", help="a short demo on the embedded model",
                        description="Generate structured output with the embedded SmolLM2-135M-Instruct model.")

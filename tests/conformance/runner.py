@@ -109,19 +109,35 @@ def _deref(s, root, depth=0):
     return s
 
 
+def _modern(root) -> bool:
+    """Whether $ref siblings apply (2019-09 and later): then the schema's own properties come first."""
+    sch = root.get("$schema", "") if isinstance(root, dict) else ""
+    return _MODERN and not (isinstance(sch, str) and "draft-0" in sch)
+
+
+_MODERN = True
+
+
 def _branches(s, root, depth=0):
-    """The schema and every subschema applied in place (refs, allOf/anyOf/oneOf, then/else)."""
-    s = _deref(s, root)
-    if not isinstance(s, dict) or depth > 8:
-        return []
-    out = [s]
-    if isinstance(s.get("$ref"), str):
-        out += _branches({"$ref": s["$ref"]}, root, depth + 1) if _deref({"$ref": s["$ref"]}, root) is not s else []
+    """The schema and every subschema applied in place (refs, allOf/anyOf/oneOf, if/then/else)."""
+    if isinstance(s, dict) and isinstance(s.get("$ref"), str) and _modern(root) and (
+            set(s) & {"properties", "required", "allOf", "anyOf", "oneOf", "if"}):
+        if depth > 8:
+            return []
+        out = [s] + _branches(_deref({"$ref": s["$ref"]}, root), root, depth + 1)
+    else:
+        s = _deref(s, root)
+        if not isinstance(s, dict) or depth > 8:
+            return []
+        out = [s]
+        if isinstance(s.get("$ref"), str):
+            out += (_branches({"$ref": s["$ref"]}, root, depth + 1)
+                    if _deref({"$ref": s["$ref"]}, root) is not s else [])
     for k in ("allOf", "anyOf", "oneOf"):
         if isinstance(s.get(k), list):
             for x in s[k]:
                 out += _branches(x, root, depth + 1)
-    for k in ("then", "else"):
+    for k in ("if", "then", "else"):
         if isinstance(s.get(k), dict):
             out += _branches(s[k], root, depth + 1)
     return out
@@ -166,7 +182,9 @@ def guided(x, s, root, rank):
     return x
 
 
-def serialise(data, schema) -> str:
+def serialise(data, schema, modern: bool = True) -> str:
+    global _MODERN
+    _MODERN = modern
     rank = property_order(schema)
     try:
         data = guided(data, schema, schema, rank)
@@ -224,7 +242,7 @@ def run_group(gid, schema, cases, timeout: float = 20.0, **options):
                 out["cases"][cid] = False
                 continue
             try:
-                ok = g.accepts(serialise(data, schema)) == valid
+                ok = g.accepts(serialise(data, schema, options.get("default_draft", 2020) >= 2019)) == valid
             except _Timeout:
                 ok = False
                 out["error"] = "timeout while matching"

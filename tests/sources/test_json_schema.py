@@ -203,6 +203,32 @@ def test_any_order():
     assert not g.accepts('{"a":1,"b":"x","a":2}') and not g.accepts('{"b":"x"}')
 
 
+def test_negated_additional_and_pattern_properties():
+    # not/oneOf over additionalProperties need "some key of a class has a value outside the subschema"
+    check({"not": {"additionalProperties": {"type": "integer"}}}, [{"a": "x"}, {"a": 1, "b": None}],
+          [{}, {"a": 1}, {"a": 1, "b": 2}, 1])
+    check({"type": "object", "not": {"properties": {"a": {}}, "additionalProperties": False}},
+          [{"a": 1, "b": 1}, {"b": 1}], [{}, {"a": 1}])
+    check({"not": {"patternProperties": {"^x": {"type": "string"}}, "additionalProperties": False}},
+          [{"xa": 1}, {"b": 1}, {"xa": "s", "b": 1}], [{}, {"xa": "s"}, {"xa": "s", "xb": "t"}])
+    check({"oneOf": [{"additionalProperties": {"type": "integer"}}, {"additionalProperties": {"type": "string"}}]},
+          [{"a": 1}, {"a": "x"}], [{}, {"a": None}, {"a": 1, "b": "x"}])
+
+
+def test_unevaluated_with_applicators():
+    s = {"properties": {"a": {}}, "anyOf": [{"properties": {"b": {"type": "integer"}}}, {"required": ["c"]}],
+         "unevaluatedProperties": False}
+    # `required` evaluates nothing, so c stays unevaluated
+    check(s, [{"a": 1}, {"a": 1, "b": 2}, {}], [{"c": 1}, {"a": 1, "b": 2, "c": 1}, {"d": 1}, {"a": 1, "b": "x"}])
+    s2 = {"if": {"properties": {"a": {"const": 1}}, "required": ["a"]}, "then": {"properties": {"b": {}}},
+          "else": {"properties": {"c": {}}}, "unevaluatedProperties": False}
+    check(s2, [{"a": 1, "b": 1}, {"c": 1}, {}], [{"a": 1, "c": 1}, {"a": 2}, {"b": 1}])
+    s3 = {"prefixItems": [{"type": "integer"}], "contains": {"type": "string"}, "unevaluatedItems": False}
+    check(s3, [[1, "a"], [1, "a", "b"]], [[1, "a", 2], [1]])
+    s4 = {"allOf": [{"prefixItems": [{}, {}]}], "unevaluatedItems": {"type": "null"}}
+    check(s4, [[1, 2], [1, 2, None]], [[1, 2, 3]])
+
+
 def test_keyword_registry():
     assert "minimum" in KEYWORDS and "| `pattern` |" in keyword_table_markdown()
 
@@ -230,7 +256,42 @@ SCHEMAS = [
     {"if": {"type": "integer"}, "then": {"minimum": 5}, "else": {"type": ["string", "array"]}},
     {"$defs": {"t": {"anyOf": [{"type": "integer"}, {"type": "array", "items": {"$ref": "#/$defs/t"}}]}},
      "$ref": "#/$defs/t"},
+    {"not": {"additionalProperties": {"type": "integer"}}},
+    {"oneOf": [{"properties": {"a": {"type": "integer"}}, "additionalProperties": False},
+               {"patternProperties": {"^[bc]$": {"type": "string"}}}]},
 ]
+
+# combinations whose key order depends on the branch taken: compared with jsonschema on every key order
+ORDER_FREE_SCHEMAS = [
+    {"properties": {"a": {}}, "anyOf": [{"properties": {"b": {"type": "integer"}}}, {"required": ["c"]}],
+     "unevaluatedProperties": {"type": "array"}},
+    {"oneOf": [{"properties": {"a": {"type": "integer"}}, "required": ["a"]},
+               {"properties": {"b": {"type": "string"}}, "required": ["b"]}], "unevaluatedProperties": {"type": "integer"}},
+    {"if": {"properties": {"a": {"type": "integer"}}, "required": ["a"]}, "then": {"properties": {"b": {}}},
+     "else": {"properties": {"c": {}}}, "unevaluatedProperties": False},
+    {"dependentSchemas": {"a": {"properties": {"b": {}}}}, "properties": {"a": {}}, "unevaluatedProperties": False},
+    {"not": {"properties": {"a": {}}, "unevaluatedProperties": False}},
+    {"properties": {"a": {}}, "anyOf": [{"required": ["b"]}, {"additionalProperties": {"type": "integer"}}],
+     "unevaluatedProperties": False},
+    {"not": {"patternProperties": {"^x": {"type": "string"}}, "additionalProperties": {"type": "integer"}}},
+    {"anyOf": [{"required": ["a"]}, {"not": {"additionalProperties": {"type": "integer"}}}], "properties": {"b": {}}},
+]
+ORDER_FREE_VALUES = [{}, {"a": 1}, {"a": "x"}, {"b": 1}, {"b": "x"}, {"a": 1, "b": "x"}, {"a": "x", "b": 1}, {"xa": 1},
+                     {"xa": "s"}, {"a": 1, "xa": "s"}, {"c": None}, {"b": 1, "c": 2}, {"a": 1, "b": 1, "c": 1},
+                     {"a": "x", "c": 1}, {"c": "s"}, {"b": [], "c": []}, {"a": 1, "c": []}, 3, "s", []]
+
+
+@pytest.mark.parametrize("i", range(len(ORDER_FREE_SCHEMAS)))
+def test_order_free_agreement(i):
+    import itertools
+
+    schema = ORDER_FREE_SCHEMAS[i]
+    g = G(schema)
+    for x in ORDER_FREE_VALUES:
+        valid = jsonschema.Draft202012Validator(schema).is_valid(x)
+        perms = [dict(p) for p in itertools.permutations(x.items())] if isinstance(x, dict) else [x]
+        got = [g.accepts(dumps(p)) for p in perms]
+        assert any(got) == valid and (valid or not any(got)), (schema, x, valid)
 _grammars = {}
 
 

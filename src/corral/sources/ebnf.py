@@ -366,6 +366,10 @@ class _Converter:
             lo, hi = nums
             if hi < lo:
                 raise GrammarError(f"bad repetition {{{lo},{hi}}}", _where(q))
+        from ..limits import check_count, check_deadline
+
+        check_count("max_repeat", max(lo, hi or 0), f"repetition {{{lo},{hi if hi is not None else ''}}}")
+        check_deadline("GBNF conversion")
         return self.b.repeat(sym, lo, hi)
 
     def atom(self, a) -> int:
@@ -422,5 +426,9 @@ def ebnf_to_ir(text: str, *, start: str = "root") -> GrammarIR:
     Raises GrammarError for a syntax error (with line and column), an undefined rule
     (naming it and the line of the use), a missing start rule, or an empty language.
     """
+    from ..limits import check_count, check_deadline
+
+    check_count("max_source_chars", len(text), "GBNF grammar")
     tree = parse_gbnf(text)
+    check_deadline("GBNF parsing")
     return _Converter(tree, start).run()

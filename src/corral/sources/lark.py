@@ -46,8 +46,11 @@ __all__ = ["lark_to_ir", "load_lark"]
 def _compile_regex(pattern: str, flags: str = ""):
     """Indirection so tests can substitute a stand-in while the regex compiler is absent."""
     from ..automaton.regex import compile_regex
+    from ..limits import check_deadline, current
 
-    return compile_regex(pattern, flags=flags, dialect="python")
+    check_deadline("Lark terminal compilation")
+    max_states = current().max_dfa_states
+    return compile_regex(pattern, flags=flags, dialect="python", max_states=10**9 if max_states is None else max_states)
 
 
 def load_lark(text: str, *, start: str = "start", import_paths: Sequence = ()):
@@ -130,7 +133,12 @@ def lark_to_ir(text: str, *, start: str = "start", import_paths: Sequence = ()) 
     """Convert a Lark grammar to a GrammarIR (see the module docstring for the language)."""
     if not isinstance(start, str):
         raise GrammarError("lark_to_ir takes one start rule name")
+    from ..limits import check_count, check_deadline
+
+    check_count("max_source_chars", len(text), "Lark grammar")
     lk = load_lark(text, start=start, import_paths=import_paths)
+    check_deadline("Lark grammar loading")
+    check_count("max_rules", len(lk.rules), "Lark rules")
     return lark_object_to_ir(lk, start=start)
 
 

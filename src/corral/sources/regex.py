@@ -9,8 +9,19 @@ __all__ = ["regex_to_ir"]
 
 def _compile_regex(pattern: str, flags: str = "", dialect: str = "python"):
     from ..automaton.regex import compile_regex
+    from ..limits import check_count, check_deadline, current
 
-    return compile_regex(pattern, flags=flags, dialect=dialect)
+    check_count("max_source_chars", len(pattern), "regex")
+    check_deadline("regex compilation")
+    from ..errors import CompileLimitError
+
+    max_states = current().max_dfa_states
+    try:
+        return compile_regex(pattern, flags=flags, dialect=dialect, max_states=10**9 if max_states is None else max_states)
+    except CompileLimitError as e:
+        if "max_states" in str(e):
+            raise CompileLimitError(f"max_dfa_states={max_states} exceeded: {e}") from None
+        raise
 
 
 def regex_to_ir(pattern: str, flags: str = "", dialect: str = "python") -> GrammarIR:

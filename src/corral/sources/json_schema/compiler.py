@@ -46,6 +46,7 @@ class Compiler:
         self.busy: set[int] = set()
         self.relaxed: list[dict] = []
         self.node_ptr: dict[int, str] = {}
+        self._keys_cache: dict = {}
         self.root = self.schema_node(schema, self.reg.context(schema) if isinstance(schema, dict)
                                      else Ctx("urn:corral:root", "#", self.reg.root_draft))
 
@@ -150,7 +151,7 @@ class Compiler:
             else:
                 sh = n[1]
         except _Unsup as e:
-            raise UnsupportedSchemaError(str(e), self.node_ptr.get(i, "#"), e.args[1] if len(e.args) > 1 else None)
+            raise UnsupportedSchemaError(str(e.args[0]), self.node_ptr.get(i, "#"), e.args[1] if len(e.args) > 1 else None)
         finally:
             self.busy.discard(i)
         self.shapes[i] = sh
@@ -296,7 +297,11 @@ class Compiler:
         if hi is not None and lo > hi:
             return None
         deps = tuple(dict.fromkeys(a.deps + b.deps))
-        return ObjShape(props, frozenset(required), tuple(rest), lo, hi, deps, promoted)
+        needs = tuple(dict.fromkeys(a.needs + b.needs))
+        for k, v in needs:
+            if k.is_empty or v == NEVER_NODE:
+                return None
+        return ObjShape(props, frozenset(required), tuple(rest), lo, hi, deps, promoted, needs)
 
     def obj_not(self, a: ObjShape) -> list[ObjShape]:
         out = []
@@ -306,8 +311,25 @@ class Compiler:
         for n in a.required:
             out.append(ObjShape(props=((n, NEVER_NODE),)))
         if a.rest != ObjShape().rest:
-            raise _Unsup("negating a restriction on additional/pattern properties is not supported",
-                         "additionalProperties")
+            # some key outside the listed names is in no rest class, or has a value its class refuses
+            listed = StrLang.none()
+            for n in a.names:
+                listed = listed | StrLang.literal(n)
+            covered = StrLang.none()
+            for k, v in a.rest:
+                covered = covered | k
+                if v != ANY_NODE:
+                    kk = k - listed
+                    if not kk.is_empty:
+                        out.append(ObjShape(needs=((kk, self.not_node(v)),)))
+            unc = ~covered - listed
+            if not unc.is_empty:
+                out.append(ObjShape(needs=((unc, ANY_NODE),)))
+        for k, v in a.needs:
+            # every present key in k has a value outside v
+            nv = self.not_node(v)
+            rest = [(~k, ANY_NODE)] + ([(k, nv)] if nv != NEVER_NODE else [])
+            out.append(ObjShape(rest=tuple((kk, vv) for kk, vv in rest if not kk.is_empty)))
         if a.minp > 0:
             out.append(ObjShape(maxp=a.minp - 1))
         if a.maxp is not None:
@@ -347,9 +369,31 @@ class Compiler:
         except (UnsupportedSchemaError, _Unsup):
             return False
 
+    def _allowed_keys(self, x: ObjShape) -> StrLang:
+        """The keys an object of shape x may have."""
+        k = self._keys_cache.get(x)
+        if k is None:
+            listed = StrLang.none()
+            ok = StrLang.none()
+            for n, v in x.props:
+                listed = listed | StrLang.literal(n)
+                if v != NEVER_NODE:
+                    ok = ok | StrLang.literal(n)
+            for kk, v in x.rest:
+                ok = ok | (kk - listed)
+            k = self._keys_cache[x] = ok
+        return k
+
     def _obj_disjoint(self, x: ObjShape, y: ObjShape, depth: int) -> bool:
         if x.maxp is not None and y.minp > x.maxp or y.maxp is not None and x.minp > y.maxp:
             return True
+        nonempty = x.minp > 0 or y.minp > 0 or x.required or y.required or x.needs or y.needs
+        if nonempty and (x.rest != ObjShape().rest and y.rest != ObjShape().rest):
+            try:
+                if self._allowed_keys(x).disjoint(self._allowed_keys(y)):
+                    return True
+            except CompileLimitError:
+                pass
         for n in x.required | y.required:
             if n in x.required and y.value_for(n) == NEVER_NODE:
                 return True
@@ -399,6 +443,8 @@ class Compiler:
             if kw in UNSUPPORTED_KEYWORDS:
                 if kw in ("unevaluatedProperties", "unevaluatedItems") and self._simple_unevaluated(s, kw):
                     continue
+                if kw in ("unevaluatedProperties", "unevaluatedItems") and draft >= 2019:
+                    continue  # the general form is a combination below
                 self.unsupported(f"keyword {kw!r} is not supported", ctx, kw, "ignored")
         sh = self.base_shape(s, ctx)
         combos: list[tuple[str, callable]] = []
@@ -411,7 +457,7 @@ class Compiler:
         if "anyOf" in s:
             combos.append(("anyOf", lambda: self._any_of(s["anyOf"], ctx)))
         if "oneOf" in s:
-            combos.append(("oneOf", lambda: self._one_of(s["oneOf"], ctx)))
+            combos.append(("oneOf", lambda: self._one_of(s["oneOf"], ctx, sh)))
         if "not" in s:
             combos.append(("not", lambda: self.s_not(self.shape(self.sub(s["not"], ctx, "not")))))
         if "if" in s and draft >= 7:
@@ -419,6 +465,10 @@ class Compiler:
         deps = self._dep_schemas(s, ctx)
         for name, dnode, kw in deps:
             combos.append((kw, lambda name=name, dnode=dnode: self._dep_shape(name, dnode)))
+        if draft >= 2019:
+            for kw in ("unevaluatedProperties", "unevaluatedItems"):
+                if kw in s and not self._simple_unevaluated(s, kw):
+                    combos.append((kw, lambda kw=kw: self._unevaluated(s, ctx, kw)))
         for kw, f in combos:
             try:
                 part = f()
@@ -455,6 +505,157 @@ class Compiler:
         if kw == "unevaluatedProperties":
             return "additionalProperties" not in s
         return "items" not in s and "contains" not in s and "additionalItems" not in s
+
+    # ---- unevaluatedProperties / unevaluatedItems in general
+    #
+    # The keys (items) evaluated by a valid schema are a static part (properties, patternProperties,
+    # prefixItems ... of the schema and of the subschemas that must hold: allOf, $ref) plus, for each
+    # conditional subschema (anyOf/oneOf branches, if/then, else, dependentSchemas), its part when its
+    # condition holds. More holding conditions only evaluate more, so "the unevaluated ones satisfy U" holds
+    # iff some set of conditions holds and the keys outside static + their parts satisfy U: an exact union
+    # over subsets of the conditions (intersected with the schema's other keywords, which a valid instance
+    # satisfies anyway).
+    MAX_UNEVAL_ALTS = 6
+
+    def _unevaluated(self, s, ctx, kw) -> Shape:
+        items = kw == "unevaluatedItems"
+        u = self.sub(s[kw], ctx, kw)
+        static, alts = self._evaluated(s, ctx, items, kw, True, ())
+        if len(alts) > self.MAX_UNEVAL_ALTS:
+            raise _Unsup(f"{kw} under more than {self.MAX_UNEVAL_ALTS} conditional subschemas", kw)
+        out = EMPTY_SHAPE
+        for mask in range(1 << len(alts)):
+            sh = ANY_SHAPE
+            e = static
+            for j, (cond, ej) in enumerate(alts):
+                if mask >> j & 1:
+                    sh = self.s_and(sh, self.shape(cond))
+                    e = self._ev_join(e, ej, items)
+            if sh.is_empty:
+                continue
+            out = self.s_or(out, self.s_and(sh, self._uneval_restriction(e, u, items)))
+        return out
+
+    @staticmethod
+    def _ev_empty(items):
+        return (0, frozenset()) if items else StrLang.none()
+
+    @staticmethod
+    def _ev_is_empty(e, items):
+        return e == (0, frozenset()) if items else e.is_empty
+
+    @staticmethod
+    def _ev_join(a, b, items):
+        if items:
+            n = None if a[0] is None or b[0] is None else max(a[0], b[0])
+            return (n, a[1] | b[1])
+        return a | b
+
+    def _uneval_restriction(self, e, u: int, items: bool) -> Shape:
+        if items:
+            n, contains = e
+            if n is None:
+                return ANY_SHAPE
+            it = self.or_node(u, *contains)
+            if it == ANY_NODE:
+                return ANY_SHAPE
+            prefix = (ANY_NODE,) * n
+            arr = ArrShape(prefix, it, 0, n if it == NEVER_NODE else None)
+            return Shape(null=True, bools=frozenset({True, False}), num=nm.NUM_UNIVERSE, exp=EXP_ALL,
+                         str=StrLang.any(), arrs=(arr,), objs=(ObjShape(),))
+        if e.is_any or u == ANY_NODE:
+            return ANY_SHAPE
+        rest = ([(e, ANY_NODE)] if not e.is_empty else []) + ([(~e, u)] if u != NEVER_NODE else [])
+        return Shape(null=True, bools=frozenset({True, False}), num=nm.NUM_UNIVERSE, exp=EXP_ALL,
+                     str=StrLang.any(), arrs=(ArrShape(),), objs=(ObjShape(rest=tuple(rest)),))
+
+    def _evaluated(self, x, ctx, items: bool, kw: str, top: bool, stack: tuple):
+        """(static part, [(condition node, part when it holds), ...]) of what a valid x evaluates."""
+        e = self._ev_empty(items)
+        alts: list = []
+        if not isinstance(x, dict):
+            return e, alts
+        if id(x) in stack:
+            raise _Unsup(f"{kw} through a reference cycle of in-place applicators", kw)
+        stack = stack + (id(x),)
+        ctx = self.reg.ctx.get(id(x), ctx)
+        draft = ctx.draft
+        if not top and kw in x:
+            return ((None, frozenset()) if items else StrLang.any()), []
+        if draft <= 7 and "$ref" in x:
+            target, tctx = self.reg.resolve(x["$ref"], ctx)
+            return self._evaluated(target, tctx, items, kw, False, stack)
+        if items:
+            n, contains = 0, set()
+            if draft >= 2020:
+                if isinstance(x.get("prefixItems"), list):
+                    n = len(x["prefixItems"])
+                if "items" in x:
+                    n = None
+                if "contains" in x:
+                    contains.add(self.sub(x["contains"], ctx, "contains"))
+            else:
+                it = x.get("items")
+                if isinstance(it, list):
+                    n = None if "additionalItems" in x else len(it)
+                elif it is not None:
+                    n = None
+            e = (n, frozenset(contains))
+        else:
+            if "additionalProperties" in x:
+                return StrLang.any(), []
+            for name in x.get("properties", {}) if isinstance(x.get("properties"), dict) else ():
+                e = e | StrLang.literal(name)
+            for pat in x.get("patternProperties", {}) if isinstance(x.get("patternProperties"), dict) else ():
+                try:
+                    e = e | pattern_lang(pat)
+                except (RegexError, CompileLimitError) as err:
+                    raise _Unsup(f"pattern {pat!r}: {err}", kw) from None
+
+        def merge(sub, cond):
+            nonlocal e
+            if not isinstance(sub, dict):
+                return
+            sctx = self.reg.ctx.get(id(sub), ctx)
+            st, al = self._evaluated(sub, sctx, items, kw, False, stack)
+            if cond is None:
+                e = self._ev_join(e, st, items)
+                alts.extend(al)
+            else:
+                if not self._ev_is_empty(st, items):
+                    alts.append((cond, st))
+                alts.extend((self.and_node(cond, c), ej) for c, ej in al)
+
+        if "$ref" in x:
+            target, _ = self.reg.resolve(x["$ref"], ctx)
+            merge(target, None)
+        for rk in ("$dynamicRef", "$recursiveRef"):
+            if rk in x:
+                node = self._dynamic_ref(x, ctx, rk)
+                if self.nodes[node][0] == "S":
+                    merge(self.nodes[node][1], None)
+        for b in x.get("allOf", ()) if isinstance(x.get("allOf"), list) else ():
+            merge(b, None)
+        for k in ("anyOf", "oneOf"):
+            for i, b in enumerate(x.get(k, ()) if isinstance(x.get(k), list) else ()):
+                merge(b, self.sub(b, ctx, k, i))
+        if "if" in x and draft >= 7:
+            # if's own annotations count when it holds, even without then/else
+            ifn = self.sub(x["if"], ctx, "if")
+            merge(x["if"], ifn)
+            if "then" in x:
+                merge(x["then"], ifn)
+            if "else" in x:
+                merge(x["else"], self.not_node(ifn))
+        deps = {}
+        if draft >= 2019 and isinstance(x.get("dependentSchemas"), dict):
+            deps.update(x["dependentSchemas"])
+        if isinstance(x.get("dependencies"), dict):
+            deps.update({k: v for k, v in x["dependencies"].items() if isinstance(v, (dict, bool))})
+        for name, d in deps.items():
+            has = self.shape_node(Shape(objs=(ObjShape(props=((name, ANY_NODE),), required=frozenset({name})),)))
+            merge(d, has)
+        return e, alts
 
     def _dynamic_ref(self, s, ctx, kw) -> int:
         ref = s[kw]
@@ -799,16 +1000,26 @@ class Compiler:
             sh = self.s_or(sh, self.shape(n))
         return sh
 
-    def _one_of(self, v, ctx) -> Shape:
+    def _one_of(self, v, ctx, within: Shape = ANY_SHAPE) -> Shape:
+        """oneOf, restricted to `within` (the sibling keywords' shape): exact since
+        within & oneOf(B...) == oneOf(within & B...), and the restricted branches are more often disjoint."""
         nodes = self._list(v, ctx, "oneOf")
         shapes = [self.shape(n) for n in nodes]
+        if within is not ANY_SHAPE:
+            shapes = [self.s_and(within, x) for x in shapes]
         out = EMPTY_SHAPE
-        for i, si in enumerate(shapes):
-            part = si
-            for j, sj in enumerate(shapes):
-                if i != j and not self.disjoint(si, sj):
-                    part = self.s_and(part, self.s_not(sj))
-            out = self.s_or(out, part)
+        # a value has one JSON type, so oneOf is computed per kind (scalars, arrays, objects): exact, and
+        # branches that only overlap on another kind need no complement here
+        for kind in ("scalar", "arrs", "objs"):
+            ps = [_kind_part(x, kind) for x in shapes]
+            for i, si in enumerate(ps):
+                if si.is_empty:
+                    continue
+                part = si
+                for j, sj in enumerate(ps):
+                    if i != j and not sj.is_empty and not self.disjoint(si, sj):
+                        part = self.s_and(part, self.s_not(sj))
+                out = self.s_or(out, part)
         return out
 
     def _if_then_else(self, s, ctx) -> Shape:
@@ -853,6 +1064,14 @@ class Compiler:
             return Shape(objs=(ObjShape(props=tuple((k, self.shape_node(self.value_shape(x))) for k, x in v.items()),
                                         required=frozenset(v), rest=()),))
         raise InvalidSchemaError(f"not a JSON value: {v!r}")
+
+
+def _kind_part(sh: Shape, kind: str) -> Shape:
+    if kind == "scalar":
+        return Shape(sh.null, sh.bools, sh.num, sh.exp, sh.str) if (sh.arrs or sh.objs) else sh
+    if kind == "arrs":
+        return Shape(arrs=sh.arrs)
+    return Shape(objs=sh.objs)
 
 
 def _dedup(xs) -> tuple:

@@ -22,6 +22,7 @@ from .strings import DFA_LENGTH_LIMIT, StrLang
 
 BLOCK = 64
 MAX_ANY_ORDER = 12
+MAX_NEEDS = 4
 MAX_COUNT_STATES = 20_000
 
 
@@ -325,6 +326,11 @@ class Emitter:
         props = [(n, v) for n, v in o.props if v != NEVER_NODE]
         listed = [n for n, _ in o.props]
         rest = []
+        needs = list(o.needs)
+        if len(needs) > MAX_NEEDS:
+            raise UnsupportedSchemaError(f"more than {MAX_NEEDS} 'some key in a class' constraints on one object",
+                                         "#", "additionalProperties")
+        full = (1 << len(needs)) - 1
         if o.rest:
             excl = CharDFA.empty()
             for n in listed:
@@ -335,7 +341,26 @@ class Emitter:
                     raise CompileLimitError("property-name length bound too large")
                 kd = kd.difference(excl) if listed else kd
                 if not kd.is_empty():
-                    rest.append((json_string_dfa(kd), v))
+                    rest.append((kd, v))
+        need_dfas = []
+        for k, _ in needs:
+            if k.ranges is not None and k.max_bound() > DFA_LENGTH_LIMIT:
+                raise CompileLimitError("property-name length bound too large")
+            need_dfas.append(k.to_dfa())
+
+        def subsets(sat, accepts):
+            """(mask, [need nodes]) for each subset of the unsatisfied needs `accepts(j)` allows."""
+            open_ = [j for j in range(len(needs)) if not sat >> j & 1 and accepts(j)]
+            for m in range(1 << len(open_)):
+                js = [open_[t] for t in range(len(open_)) if m >> t & 1]
+                yield sum(1 << j for j in js), [needs[j][1] for j in js]
+
+        def pair_rules(me, kind, n, v, nxt):
+            """Rules for listed key n with value v, marking the needs its value satisfies."""
+            for mask, extra in subsets(sat_of(me), lambda j: needs[j][0].accepts(n)):
+                node = self.c.and_node(v, *extra)
+                if node != NEVER_NODE:
+                    b.rule(me, [self.lit_key(kind, d, n), self.value(node, d + 1), nxt(mask)])
         deps = {a: req for a, req in o.deps}
         relevant = set(deps) | {x for r in deps.values() for x in r}
         minp, maxp = o.minp, o.maxp
@@ -344,16 +369,28 @@ class Emitter:
         if cap > MAX_COUNT_STATES:
             raise CompileLimitError("property count bounds too large")
 
-        def rkv(first):
-            k = ("rkv", o, d, first)
+        def rkv(first, mask=0):
+            """One additional key-value pair that satisfies exactly the needs in `mask` (among others)."""
+            k = ("rkv", o, d, first, mask)
             if k in self.memo:
                 return self.memo[k]
             r = b.nonterminal("more_keys")
             self.memo[k] = r
             kind = "key_first" if first else "key_next"
+            js = [j for j in range(len(needs)) if mask >> j & 1]
             for kd, v in rest:
-                b.rule(r, [self.key_term(kind, d, kd, "key"), self.value(v, d + 1)])
+                for j in js:
+                    kd = kd.intersection(need_dfas[j])
+                if kd.is_empty():
+                    continue
+                node = self.c.and_node(v, *[needs[j][1] for j in js])
+                if node == NEVER_NODE:
+                    continue
+                b.rule(r, [self.key_term(kind, d, json_string_dfa(kd), "key"), self.value(node, d + 1)])
             return r
+
+        def rest_masks(sat):
+            return [m for m, _ in subsets(sat, lambda j: True)] if rest else []
 
         def bump(c):
             return min(c + 1, cap) if counting else 0
@@ -365,6 +402,11 @@ class Emitter:
             return not counting or maxp is None or c < maxp
 
         close = {True: self.struct("obj_empty", d), False: self.struct("obj_close", d)}
+        state_sat: dict = {}
+
+        def sat_of(me):
+            return state_sat[me]
+
         states: dict = {}
         todo = []
 
@@ -373,19 +415,19 @@ class Emitter:
                 raise UnsupportedSchemaError(f"any_order with more than {MAX_ANY_ORDER} listed properties",
                                              "#", "properties")
 
-            def st(present, first, c):
-                k = (present, first, c)
+            def st(present, first, c, sat=0):
+                k = (present, first, c, sat)
                 if k not in states:
                     states[k] = b.nonterminal("obj_st")
+                    state_sat[states[k]] = sat
                     todo.append(k)
                 return states[k]
 
             b.rule(nt, [st(frozenset(), True, 0)])
-            names = {n for n, _ in props}
             while todo:
-                present, first, c = todo.pop()
-                me = states[(present, first, c)]
-                done = (o.required <= present and can_close(c)
+                present, first, c, sat = todo.pop()
+                me = states[(present, first, c, sat)]
+                done = (o.required <= present and can_close(c) and sat == full
                         and all(req <= present for a, req in deps.items() if a in present))
                 if done:
                     b.rule(me, [close[first]])
@@ -394,19 +436,17 @@ class Emitter:
                 kind = "key_first" if first else "key_next"
                 for n, v in props:
                     if n not in present:
-                        b.rule(me, [self.lit_key(kind, d, n), self.value(v, d + 1),
-                                    st(present | {n}, False, bump(c))])
-                if rest:
-                    b.rule(me, [rkv(first), st(present, False, bump(c))])
-                del names
-                names = None
+                        pair_rules(me, kind, n, v, lambda m, n=n: st(present | {n}, False, bump(c), sat | m))
+                for m in rest_masks(sat):
+                    b.rule(me, [rkv(first, m), st(present, False, bump(c), sat | m)])
             return nt
 
         # schema order
-        def st(i, first, c, dset):
-            k = (i, first, c, dset)
+        def st(i, first, c, dset, sat=0):
+            k = (i, first, c, dset, sat)
             if k not in states:
                 states[k] = b.nonterminal("obj_st")
+                state_sat[states[k]] = sat
                 todo.append(k)
             return states[k]
 
@@ -414,8 +454,8 @@ class Emitter:
         allnames = [n for n, _ in props]
         pos = {n: i for i, n in enumerate(allnames)}
         while todo:
-            i, first, c, dset = todo.pop()
-            me = states[(i, first, c, dset)]
+            i, first, c, dset, sat = todo.pop()
+            me = states[(i, first, c, dset, sat)]
             if i < len(props):
                 n, v = props[i]
                 # forced present: required, or required by an earlier present trigger
@@ -426,19 +466,20 @@ class Emitter:
                 nd = dset | {n} if n in relevant else dset
                 if not blocked and can_add(c):
                     kind = "key_first" if first else "key_next"
-                    b.rule(me, [self.lit_key(kind, d, n), self.value(v, d + 1), st(i + 1, False, bump(c), nd)])
+                    pair_rules(me, kind, n, v, lambda m: st(i + 1, False, bump(c), nd, sat | m))
                 if not forced:
-                    b.rule(me, [st(i + 1, first, c, dset)])
+                    b.rule(me, [st(i + 1, first, c, dset, sat)])
                 continue
             # a forbidden-but-required name never gets here; check pending requirements of forbidden names
             if any(r not in pos for n in dset for r in deps.get(n, ())):
                 continue
             if o.required - set(allnames):
                 continue
-            if can_close(c):
+            if can_close(c) and sat == full:
                 b.rule(me, [close[first]])
-            if rest and can_add(c):
-                b.rule(me, [rkv(first), st(i, False, bump(c), dset)])
+            if can_add(c):
+                for m in rest_masks(sat):
+                    b.rule(me, [rkv(first, m), st(i, False, bump(c), dset, sat | m)])
         return nt
 
 

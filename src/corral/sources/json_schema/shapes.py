@@ -54,6 +54,9 @@ class ObjShape:
     maxp: int | None = None
     deps: tuple = ()  # ((name, frozenset(names required when name present)), ...)
     promoted: frozenset = frozenset()  # listed only because required/dependencies name them (ordered last)
+    # ((StrLang keys, node), ...): for each entry, at least one present key in `keys` (listed or not) has a
+    # value accepted by `node` (what the complement of a rest restriction needs)
+    needs: tuple = ()
 
     def value_for(self, name: str) -> int:
         for n, v in self.props:

@@ -1,0 +1,147 @@
+"""End-to-end constrained generation speed with the embedded model (issue 4).
+
+Same prompts, same max_new_tokens, greedy, one torch thread per run:
+- unconstrained ``model.generate``;
+- ``model.generate`` with ``corral.LogitsProcessor``;
+- ``model.generate`` with XGrammar's and llguidance's masks through one small generic
+  processor (fill the engine's bitmask for the row, mask the logits, feed back the last
+  token), when those packages are installed.
+
+Prints tokens/s per engine, the ratio to unconstrained, and corral's mean per-step mask time.
+
+    python -m benchmarks.bench_e2e [--quick] [--max-new-tokens N] [--no-peers]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from benchmarks.common import markdown_table, peer_available, write_json
+
+SCHEMAS = [
+    {"type": "object", "properties": {"name": {"type": "string"}, "age": {"type": "integer"}, "city": {"type": "string"}},
+     "required": ["name", "age", "city"]},
+    {"type": "object", "properties": {"title": {"type": "string"}, "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
+     "rating": {"type": "number"}}, "required": ["title", "tags", "rating"]},
+    {"type": "object", "properties": {"function": {"enum": ["get_weather", "get_time"]},
+     "arguments": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}},
+     "required": ["function", "arguments"]},
+]
+PROMPTS = [
+    "Give a JSON record for a person named Alice, 31, who lives in Paris.",
+    "Describe the book 'Dune' as JSON with a title, up to three tags and a rating.",
+    "Call a function to get the weather in Tokyo. Answer in JSON.",
+]
+
+
+class _Timed:
+    """Wraps a processor and adds up the time spent in it (mask computation plus applying it)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.mask_seconds, self.steps = inner, 0.0, 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        t = time.perf_counter()
+        out = self.inner(input_ids, scores)
+        self.mask_seconds += time.perf_counter() - t
+        self.steps += 1
+        return out
+
+
+class _BitmaskProcessor:
+    """Masks logits with any engine that fills an int32 bitmask (single sequence, greedy)."""
+
+    def __init__(self, engine, make_matcher, prompt_len: int) -> None:
+        self.engine, self.m, self.prompt_len = engine, make_matcher(), prompt_len
+        self.mask_s = 0.0
+        self.steps = 0
+
+    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        n = input_ids.shape[1] - self.prompt_len
+        if n > 0:
+            self.engine.consume(self.m, int(input_ids[0, -1]))
+        t = time.perf_counter()
+        self.engine.fill(self.m)
+        bm = self.engine.bitmask[0]
+        self.mask_s += time.perf_counter() - t
+        self.steps += 1
+        v = scores.shape[1]
+        bits = ((bm.to(torch.int64).unsqueeze(1) >> torch.arange(32)) & 1).reshape(-1)[:v].bool()
+        return scores.masked_fill(~bits, float("-inf"))
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--max-new-tokens", type=int, default=64)
+    ap.add_argument("--no-peers", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(1)
+    from transformers import LogitsProcessorList
+
+    import corral
+    from corral.models import load_default
+
+    model, tok = load_default()
+    n = 1 if args.quick else len(SCHEMAS)
+    max_new = 16 if args.quick else args.max_new_tokens
+    engines = ["unconstrained", "corral"]
+    peers = {}
+    if not args.no_peers:
+        from benchmarks.common import make_engines
+
+        width = model.config.vocab_size
+        for name in ("xgrammar", "llguidance"):
+            if peer_available(name):
+                peers[name] = make_engines(tok, width, True, only=[name])[0]
+                engines.append(name)
+    # one-time costs outside the timed region, as for the peers' tokenizer preprocessing:
+    # the vocabulary trie and the compiled trie walks
+    corral.Grammar.from_regex("a", tok).matcher().next_token_mask()
+    totals = {e: [0, 0.0] for e in engines}
+    corral_mask = [0.0, 0]
+    eos = list(corral.Vocabulary.from_tokenizer(tok).eos_ids)
+    for schema, prompt in list(zip(SCHEMAS, PROMPTS))[:n]:
+        msgs = [{"role": "user", "content": prompt}]
+        ids = tok.apply_chat_template(msgs, add_generation_prompt=True, return_tensors="pt")
+        if not isinstance(ids, torch.Tensor):
+            ids = ids["input_ids"]
+        plen = ids.shape[1]
+        grammar = corral.Grammar.from_json_schema(schema, tok)
+        for e in engines:
+            kw = dict(max_new_tokens=max_new, do_sample=False, eos_token_id=eos, pad_token_id=eos[0])
+            proc = None
+            if e == "corral":
+                proc = _Timed(corral.LogitsProcessor(grammar))
+                kw["logits_processor"] = LogitsProcessorList([proc])
+            elif e in peers:
+                make = peers[e].compile("json_schema", json.dumps(schema))
+                proc = _BitmaskProcessor(peers[e], make, plen)
+                kw["logits_processor"] = LogitsProcessorList([proc])
+            model.generate(ids, max_new_tokens=2, do_sample=False, pad_token_id=eos[0])  # warm
+            t = time.perf_counter()
+            out = model.generate(ids, **kw)
+            dt = time.perf_counter() - t
+            totals[e][0] += out.shape[1] - plen
+            totals[e][1] += dt
+            if e == "corral" and hasattr(proc, "mask_seconds"):
+                corral_mask[0] += proc.mask_seconds
+                corral_mask[1] += proc.steps
+    base = totals["unconstrained"][0] / totals["unconstrained"][1]
+    rows = []
+    for e in engines:
+        toks, secs = totals[e]
+        tps = toks / secs
+        rows.append([e, toks, f"{secs:.2f}", f"{tps:.1f}", f"{tps / base:.2f}"])
+    print(markdown_table(["engine", "tokens", "seconds", "tokens/s", "vs unconstrained"], rows))
+    if corral_mask[1]:
+        print(f"\ncorral mean per-step mask+apply time: {1e3 * corral_mask[0] / corral_mask[1]:.3f} ms over {corral_mask[1]} steps")
+    write_json("bench_e2e", {"totals": totals, "corral_mask": corral_mask})
+
+
+if __name__ == "__main__":
+    main()
