@@ -19,8 +19,9 @@ from corral import Grammar, generate
 
 GRAMMARS = Path(__file__).resolve().parent.parent / "grammars"
 CASES = {
-    "arithmetic": ("arithmetic.lark", "Write the arithmetic expression for the total price of 3 apples at 4 dollars each "
-                                      "and 2 pears at 5 dollars each. Reply with the expression only, like 7*2+1."),
+    "arithmetic": ("arithmetic.lark", "Translate each question into an arithmetic expression.\n"
+                                      "Q: two boxes of 6 eggs and 3 loose eggs\nA: 2*6+3\n"
+                                      "Q: 3 apples at 4 dollars each and 2 pears at 5 dollars each\nA:"),
     "sql": ("sql_select.lark", "Write a SQL query selecting the name and age of every user older than 30 from the table "
                                "users. Only the query."),
 }
@@ -57,7 +58,8 @@ def main() -> None:
     grammar = Grammar.from_lark(text, tokenizer)
     print(f"compiled grammars/{fname} in {time.perf_counter() - t0:.2f}s")
     t1 = time.perf_counter()
-    res = generate(model, tokenizer, prompt, grammar, max_new_tokens=24 if args.quick else 64, allow_incomplete=args.quick)
+    res = generate(model, tokenizer, prompt, grammar, max_new_tokens=24 if args.quick else 64, allow_incomplete=args.quick,
+                   chat=args.grammar != "arithmetic")  # arithmetic: a few-shot completion prompt
     print("output:", res.text)
     print(f"({res.n_tokens} tokens in {time.perf_counter() - t1:.2f}s, finish_reason={res.finish_reason}, "
           f"complete={res.complete})")
