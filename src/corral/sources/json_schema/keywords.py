@@ -47,7 +47,8 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "anyOf": ("enforced", "union"),
     "oneOf": ("partial", "disjoint branches directly; else via complements (refused where a complement is "
                          "not expressible)"),
-    "not": ("partial", "complement; refused for additional/pattern property restrictions and uniqueItems"),
+    "not": ("partial", "complement (additional/pattern property restrictions via 'some key of a class' "
+                       "constraints, at most 4 per object); refused for uniqueItems"),
     "if": ("partial", "(if and then) or (not if and else)"),
     "then": ("enforced", "with if"),
     "else": ("enforced", "with if"),
@@ -55,8 +56,10 @@ KEYWORDS: dict[str, tuple[str, str]] = {
                          "recursion becomes recursive nonterminals"),
     "$dynamicRef": ("partial", "when the dynamic target is unique"),
     "$recursiveRef": ("partial", "when the recursive target is unique"),
-    "unevaluatedProperties": ("partial", "only without in-place applicators (then same as additionalProperties)"),
-    "unevaluatedItems": ("partial", "only without in-place applicators (then same as items)"),
+    "unevaluatedProperties": ("partial", "exact union over which conditional subschemas (anyOf/oneOf branches, "
+                                         "if/then/else, dependentSchemas) hold, up to 6; refused beyond that or "
+                                         "through in-place reference cycles (drafts 2019-09+)"),
+    "unevaluatedItems": ("partial", "as unevaluatedProperties; prefixItems/items/contains annotations"),
     "$defs": ("annotation", "definitions container"),
     "definitions": ("annotation", "definitions container"),
     "$id": ("annotation", "base URI"),
