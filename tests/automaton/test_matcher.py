@@ -285,3 +285,20 @@ def test_bitmask_layout_and_width():
     allowed = [i for i in range(70) if (int(bm[1, i // 32]) >> (i % 32)) & 1]
     assert allowed == [1, 3]
     assert m.allowed_token_ids().tolist() == [1, 3]
+
+
+def test_ignored_text_before_a_collapsed_start_rule_agrees_with_lark():
+    """Regression (found by benchmarks/fuzz.py): ignored text first, then a terminal that
+    the start rule may also begin with; the automaton merges both readings into one column."""
+    import lark
+
+    text = 'start: "ab" "ab"* | start? "ab"? | "x"i? ("a" /a+/* "ab" | "a")\n%ignore " "\n'
+    g = Grammar.from_lark(text)
+    parser = lark.Lark(text, parser="earley", lexer="dynamic_complete")
+    for s in [" a", " ", "", "  a  ab ", "b", "ab", " x a", "Xaab", "a b"]:
+        try:
+            parser.parse(s)
+            expected = True
+        except lark.exceptions.LarkError:
+            expected = False
+        assert g.accepts(s) == expected, s

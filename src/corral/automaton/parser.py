@@ -169,6 +169,9 @@ class EarleyParser:
             items.update(self.predictions(x))
         return items
 
+    def _starts_here(self, cid: int) -> bool:
+        return (self.start_rule, 0, SELF) in self._columns[cid].items
+
     def _intern(self, items: set) -> int:
         key = frozenset(items)
         cid = self._index.get(key)
@@ -183,7 +186,9 @@ class EarleyParser:
             rhs = self.rule_rhs[r]
             if d < len(rhs):
                 waiting.setdefault(rhs[d], []).append(it)
-            elif r == self.start_rule and (o == 0 or (o == SELF and cid == 0)):
+            elif r == self.start_rule and (o == SELF or self._starts_here(o)):
+                # Only column 0 predicts the start rule; a column holding that prediction
+                # is column 0 reached through ignored text alone (or a union with it).
                 accepting = True
         expected = tuple(sorted(s for s in waiting if s < nt))
         col = Column(key, {s: tuple(v) for s, v in waiting.items()}, expected, accepting)
