@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..errors import CorralError, ValidationError
+from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .lexer import DEAD, ByteAutomaton
 from .dfa import ByteDFA
@@ -50,15 +50,18 @@ class Grammar:
         _automaton: ByteAutomaton | None = None,
     ) -> None:
         self.source_ir = ir
-        if _automaton is not None:
-            self.ir = _automaton.ir
-        else:
-            if collapse_regular is None:
-                # JSON Schema grammars arrive with coarse, shared terminals; merging them would
-                # trade shared per-terminal masks for large grammar-specific DFAs.
-                collapse_regular = ir.source != "json_schema"
-            self.ir = regularize(ir) if collapse_regular else ir
-        self.automaton = _automaton or ByteAutomaton(self.ir)
+        try:
+            if _automaton is not None:
+                self.ir = _automaton.ir
+            else:
+                if collapse_regular is None:
+                    # JSON Schema grammars arrive with coarse, shared terminals; merging them would
+                    # trade shared per-terminal masks for large grammar-specific DFAs.
+                    collapse_regular = ir.source != "json_schema"
+                self.ir = regularize(ir) if collapse_regular else ir
+            self.automaton = _automaton or ByteAutomaton(self.ir)
+        except RecursionError:
+            raise CompileLimitError("grammar nesting too deep to compile (Python recursion limit)") from None
         self.vocab = _as_vocab(vocab)
         self._masker = _Masker(self.automaton, self.vocab) if self.vocab is not None else None
 
