@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
 
 TERMINATED = -2
-_EXACT_WALK_TOKENS = 512  # below this many crossing tokens, a byte walk beats per-terminal trie walks
+_EXACT_WALK_TOKENS = 256  # below this many crossing tokens, a byte walk beats per-terminal trie walks
 _EAGER_STATE_LIMIT = 64
 
 
