@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from ..errors import GrammarError
+from ..errors import CompileLimitError, GrammarError
 from .dfa import ByteDFA
 
 
@@ -55,6 +55,9 @@ class GrammarIR:
         if self.ignore:
             lines.append("ignore: " + ", ".join(self.name(t) for t in self.ignore))
         return "\n".join(lines)
+
+
+MAX_REPEAT = 100_000  # a bounded repetition costs O(bound) rules
 
 
 class IRBuilder:
@@ -189,6 +192,10 @@ class IRBuilder:
         """``sym{lo,hi}`` (``hi=None`` for no upper bound), in O(lo + hi) rules."""
         if lo < 0 or (hi is not None and hi < lo):
             raise GrammarError(f"bad repetition bounds {{{lo},{hi}}}")
+        if lo > MAX_REPEAT or (hi is not None and hi - lo > MAX_REPEAT):
+            raise CompileLimitError(
+                f"repetition {{{lo},{'' if hi is None else hi}}} exceeds the limit of {MAX_REPEAT} repeated items"
+            )
         key = ("rep", sym, lo, hi)
         if key in self._helper_cache:
             return self._helper_cache[key]
