@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_table(["engine", "tokens", "seconds", "tokens/s", "vs unconstrained"], rows))
     if corral_mask[1]:
         print(f"\ncorral mean per-step mask+apply time: {1e3 * corral_mask[0] / corral_mask[1]:.3f} ms over {corral_mask[1]} steps")
-    write_json("bench_e2e", {"totals": totals, "corral_mask": corral_mask})
+    write_json("bench_e2e.json", {"totals": totals, "corral_mask": corral_mask})
 
 
 if __name__ == "__main__":
