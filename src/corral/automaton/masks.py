@@ -41,6 +41,27 @@ def _grow(a, cap):
 
 
 @njit(cache=True, nogil=True)
+def _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, node, acc_path, nacc):
+    """Append one crossing record (subtree root and its cuts), growing the arrays when full."""
+    if n_rec == rec_node.shape[0]:
+        cap = 2 * rec_node.shape[0]
+        rec_node = _grow(rec_node, cap)
+        rec_ds = _grow(rec_ds, cap)
+        rec_dn = _grow(rec_dn, cap)
+    if n_cut + nacc > cuts.shape[0]:
+        dcap = cuts.shape[0]
+        while n_cut + nacc > dcap:
+            dcap *= 2
+        cuts = _grow(cuts, dcap)
+    rec_node[n_rec] = node
+    rec_ds[n_rec] = n_cut
+    rec_dn[n_rec] = nacc
+    for i in range(nacc):
+        cuts[n_cut + i] = acc_path[i]
+    return rec_node, rec_ds, rec_dn, cuts
+
+
+@njit(cache=True, nogil=True)
 def _set_bits(bits, sorted_ids, lo, hi):
     for k in range(lo, hi):
         tid = sorted_ids[k]
@@ -61,12 +82,10 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     st_nacc = np.empty(n_nodes + 1, dtype=np.int32)
     st_depth = np.empty(n_nodes + 1, dtype=np.int32)
     acc_path = np.empty(1024, dtype=np.int32)
-    cap = 64
-    rec_node = np.empty(cap, dtype=np.int32)
-    rec_ds = np.empty(cap, dtype=np.int32)
-    rec_dn = np.empty(cap, dtype=np.int32)
-    dcap = 256
-    cuts = np.empty(dcap, dtype=np.int32)
+    rec_node = np.empty(64, dtype=np.int32)
+    rec_ds = np.empty(64, dtype=np.int32)
+    rec_dn = np.empty(64, dtype=np.int32)
+    cuts = np.empty(256, dtype=np.int32)
     n_rec = 0
     n_cut = 0
     st_node[0] = 0
@@ -88,19 +107,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
             q2 = trans[q, child_byte[e]]
             if q2 < 0:
                 if nacc > 0:
-                    if n_rec == cap:
-                        cap *= 2
-                        rec_node = _grow(rec_node, cap)
-                        rec_ds = _grow(rec_ds, cap)
-                        rec_dn = _grow(rec_dn, cap)
-                    while n_cut + nacc > dcap:
-                        dcap *= 2
-                        cuts = _grow(cuts, dcap)
-                    rec_node[n_rec] = ch
-                    rec_ds[n_rec] = n_cut
-                    rec_dn[n_rec] = nacc
-                    for i in range(nacc):
-                        cuts[n_cut + i] = acc_path[i]
+                    rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
             else:
@@ -127,12 +134,10 @@ def _resolve_crossing(
     """
     bits = np.zeros(n_words, dtype=np.uint32)
     n_nodes = child_ptr.shape[0] - 1
-    cap = 16
-    o_node = np.empty(cap, dtype=np.int32)
-    o_ds = np.empty(cap, dtype=np.int32)
-    o_dn = np.empty(cap, dtype=np.int32)
-    dcap = 64
-    o_cuts = np.empty(dcap, dtype=np.int32)
+    o_node = np.empty(16, dtype=np.int32)
+    o_ds = np.empty(16, dtype=np.int32)
+    o_dn = np.empty(16, dtype=np.int32)
+    o_cuts = np.empty(64, dtype=np.int32)
     n_out = 0
     n_oc = 0
     acc_path = np.empty(1024, dtype=np.int32)
@@ -154,19 +159,7 @@ def _resolve_crossing(
                     nacc += 1
             if q < 0:
                 if nacc > 0:
-                    if n_out == cap:
-                        cap *= 2
-                        o_node = _grow(o_node, cap)
-                        o_ds = _grow(o_ds, cap)
-                        o_dn = _grow(o_dn, cap)
-                    while n_oc + nacc > dcap:
-                        dcap *= 2
-                        o_cuts = _grow(o_cuts, dcap)
-                    o_node[n_out] = root
-                    o_ds[n_out] = n_oc
-                    o_dn[n_out] = nacc
-                    for i in range(nacc):
-                        o_cuts[n_oc + i] = acc_path[i]
+                    o_node, o_ds, o_dn, o_cuts = _add_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, root, acc_path, nacc)
                     n_oc += nacc
                     n_out += 1
                 continue
@@ -188,19 +181,7 @@ def _resolve_crossing(
                     q2 = trans[q, child_byte[e]]
                     if q2 < 0:
                         if nacc > 0:
-                            if n_out == cap:
-                                cap *= 2
-                                o_node = _grow(o_node, cap)
-                                o_ds = _grow(o_ds, cap)
-                                o_dn = _grow(o_dn, cap)
-                            while n_oc + nacc > dcap:
-                                dcap *= 2
-                                o_cuts = _grow(o_cuts, dcap)
-                            o_node[n_out] = ch
-                            o_ds[n_out] = n_oc
-                            o_dn[n_out] = nacc
-                            for i in range(nacc):
-                                o_cuts[n_oc + i] = acc_path[i]
+                            o_node, o_ds, o_dn, o_cuts = _add_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, ch, acc_path, nacc)
                             n_oc += nacc
                             n_out += 1
                     else:
