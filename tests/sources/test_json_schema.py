@@ -89,6 +89,14 @@ def test_enum_const():
     check({"const": False}, [False], [0])
 
 
+def test_enum_strings_have_one_spelling():
+    # enum/const strings: only json.dumps's spelling; a free string keeps every escape spelling
+    check({"enum": ["get_time", 'a"b', "é", "x\ny"]}, ["get_time", 'a"b', "é", "x\ny"],
+          [R('"get_t\\u0069me"'), R('"\\u00e9"'), R('"x\\u000ay"'), "get"])
+    check({"const": "tab\there"}, [R('"tab\\there"')], [R('"tab\\u0009here"')])
+    check({"type": "string", "maxLength": 8}, [R('"get_t\\u0069me"'), R('"\\u00e9"')], [])
+
+
 def test_objects_order_required_additional():
     s = {"type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "string"}},
          "required": ["b"]}

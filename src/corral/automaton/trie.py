@@ -50,11 +50,20 @@ def trie_for(vocab) -> TokenTrie:
 
 def _warm_up(t: TokenTrie, n_words: int) -> None:
     """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
-    from .masks import _walk_trie
+    from .masks import _resolve_crossing, _walk_trie
 
-    dead = np.full((1, 256), -1, dtype=np.int32)
-    _walk_trie(dead, np.zeros(1, dtype=bool), np.int32(0), t.child_ptr, t.child_byte, t.child_node,
-               t.tok_lo, t.tok_hi, t.sorted_ids, n_words)
+    none = np.zeros(0, dtype=np.int32)
+    stack = np.empty(1, dtype=np.int32)
+    for frozen in (False, True):  # DFA tables are read-only arrays, a separate numba specialisation
+        dead = np.full((1, 256), -1, dtype=np.int32)
+        no_accept = np.zeros(1, dtype=bool)
+        if frozen:
+            dead.setflags(write=False)
+            no_accept.setflags(write=False)
+        _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
+                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words)
+        _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
+                          t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
 
 def build_trie(token_bytes) -> TokenTrie:

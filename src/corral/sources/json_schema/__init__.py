@@ -15,7 +15,9 @@ Semantics in brief:
   ``number`` also allows exponents. ``integer`` accepts integral texts like ``1.0``
   (JSON Schema draft 6+ semantics); ``const: 1`` accepts ``1``, ``1.0``, ``1.00`` ...
   (numeric equality), never ``1e0``.
-* Strings: any JSON escape spelling of a valid string is accepted.
+* Strings: any JSON escape spelling of a valid string is accepted, except for finite string
+  languages (``enum``/``const`` strings, up to 256 values), which are spelled as
+  ``json.dumps(value, ensure_ascii=False)`` does.
 * Objects: listed properties in schema order (``any_order=True``: any order, no
   duplicates), then other keys. Duplicate *additional* keys are not prevented.
 * A schema that accepts no value at all (``false``, ``{"not": {}}``) compiles to a grammar

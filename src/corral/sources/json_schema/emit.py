@@ -26,6 +26,9 @@ MAX_NEEDS = 4
 MAX_COUNT_STATES = 20_000
 
 
+_CANONICAL_LIMIT = 256  # finite string languages up to this many values are spelled canonically
+
+
 class Fmt:
     def __init__(self, whitespace: str, indent: int, max_ws: int) -> None:
         if whitespace not in ("compact", "pretty", "flexible"):
@@ -90,7 +93,8 @@ class Emitter:
         k = st.key()
         d = self._str_cache.get(k)
         if d is None:
-            d = json_string_dfa(st.to_dfa())
+            values = st.finite_values(_CANONICAL_LIMIT) if st.dfa is not None else None
+            d = canonical_strings(values) if values else json_string_dfa(st.to_dfa())
             self._str_cache[k] = d
         return d
 
@@ -312,7 +316,7 @@ class Emitter:
             vs = sh.str.finite_values(16)
             if vs is None:
                 return None
-            out.extend(json_string_dfa(CharDFA.literal(s)) for s in vs)
+            out.extend(canonical_strings([s]) for s in vs)
         return out
 
     # ------------------------------------------------------------- objects
@@ -481,6 +485,17 @@ class Emitter:
                 for m in rest_masks(sat):
                     b.rule(me, [rkv(first, m), st(i, False, bump(c), dset, sat | m)])
         return nt
+
+
+def canonical_strings(values: list[str]) -> ByteDFA:
+    """The JSON strings of a few known values, each in its one canonical spelling (``json.dumps``).
+
+    Enum and const strings are not spelled with optional escapes (``"\\u0069"`` for ``"i"``):
+    the language is smaller but every value is still reachable, and a model cannot wander
+    into escape sequences that only look like progress.
+    """
+    lits = [ByteDFA.literal(json.dumps(v, ensure_ascii=False).encode()) for v in values]
+    return lits[0] if len(lits) == 1 else ops.union(*lits)
 
 
 def _scalar_name(sh: Shape) -> str:
