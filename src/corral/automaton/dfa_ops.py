@@ -17,6 +17,8 @@ Two layers:
 from __future__ import annotations
 
 import numpy as np
+from numba import njit, types
+from numba.typed import Dict
 
 from ..errors import CompileLimitError
 from .dfa import DEAD, ByteDFA, _make
@@ -85,62 +87,132 @@ def trim(trans: np.ndarray, acc: np.ndarray, start: int = 0) -> tuple[np.ndarray
     return t.astype(np.int32), acc[keep], int(remap[start])
 
 
-def _hopcroft(trans: np.ndarray, acc: np.ndarray) -> list[int]:
+def _hopcroft(trans: np.ndarray, acc: np.ndarray) -> np.ndarray:
     """Block id per state of a trimmed DFA (dead transitions allowed)."""
     n, k = trans.shape
-    N = n + 1  # explicit sink
-    full = np.where(trans >= 0, trans, n)
-    full = np.vstack([full, np.full((1, k), n, dtype=full.dtype)])
-    inv = []
+    full = np.full((n + 1, k), n, dtype=np.int32)  # an explicit sink, state n
+    full[:n] = np.where(trans >= 0, trans, n)
+    return _hopcroft_kernel(full, np.append(np.asarray(acc, dtype=np.bool_), False))[:n]
+
+
+@njit(cache=True, nogil=True)
+def _hopcroft_kernel(full, acc):
+    """Hopcroft's partition refinement on a complete DFA, in arrays.
+
+    Blocks are ranges of ``elems``; splitting a block moves the states that have a
+    transition into the splitter to the front of their block's range.
+    """
+    N, k = full.shape
+    # predecessors per (class, target), CSR
+    offs = np.zeros((k, N + 1), dtype=np.int64)
+    for q in range(N):
+        for c in range(k):
+            offs[c, full[q, c] + 1] += 1
     for c in range(k):
-        col = full[:, c]
-        order = np.argsort(col, kind="stable").tolist()
-        starts = np.concatenate([[0], np.cumsum(np.bincount(col, minlength=N))]).tolist()
-        inv.append((order, starts))
-    accl = acc.tolist() + [False]
-    F = {q for q in range(N) if accl[q]}
-    NF = set(range(N)) - F
-    blocks: list[set] = [b for b in (F, NF) if b]
-    block_of = [0] * N
-    for i, b in enumerate(blocks):
-        for q in b:
-            block_of[q] = i
-    if len(blocks) == 1:
-        work = [(0, c) for c in range(k)]
-    else:
-        small = 0 if len(blocks[0]) <= len(blocks[1]) else 1
-        work = [(small, c) for c in range(k)]
-    while work:
-        B, c = work.pop()
-        order, starts = inv[c]
-        touched: dict[int, list[int]] = {}
-        for t in list(blocks[B]):
-            a, b = starts[t], starts[t + 1]
-            if a == b:
+        for t in range(N):
+            offs[c, t + 1] += offs[c, t]
+    preds = np.empty((k, N), dtype=np.int32)
+    fill = offs[:, :N].copy()
+    for q in range(N):
+        for c in range(k):
+            t = full[q, c]
+            preds[c, fill[c, t]] = q
+            fill[c, t] += 1
+    elems = np.empty(N, dtype=np.int32)
+    pos = np.empty(N, dtype=np.int32)
+    block_of = np.empty(N, dtype=np.int32)
+    bstart = np.empty(N + 1, dtype=np.int32)
+    bend = np.empty(N + 1, dtype=np.int32)
+    n_acc = 0
+    for q in range(N):
+        if acc[q]:
+            n_acc += 1
+    ia, ir = 0, n_acc
+    for q in range(N):
+        if acc[q]:
+            elems[ia] = q
+            pos[q] = ia
+            ia += 1
+        else:
+            elems[ir] = q
+            pos[q] = ir
+            ir += 1
+    nb = 0
+    if n_acc > 0:
+        bstart[nb] = 0
+        bend[nb] = n_acc
+        nb += 1
+    if n_acc < N:
+        bstart[nb] = n_acc
+        bend[nb] = N
+        nb += 1
+    for b in range(nb):
+        for p in range(bstart[b], bend[b]):
+            block_of[elems[p]] = b
+    work_b = np.empty(N * k + k, dtype=np.int32)
+    work_c = np.empty(N * k + k, dtype=np.int32)
+    sp = 0
+    first = 0
+    if nb == 2 and bend[1] - bstart[1] < bend[0] - bstart[0]:
+        first = 1
+    for c in range(k):
+        work_b[sp] = first
+        work_c[sp] = c
+        sp += 1
+    marked = np.zeros(N + 1, dtype=np.int32)
+    touched = np.empty(N + 1, dtype=np.int32)
+    splitter = np.empty(N, dtype=np.int32)
+    while sp > 0:
+        sp -= 1
+        B = work_b[sp]
+        c = work_c[sp]
+        m = 0
+        for p in range(bstart[B], bend[B]):
+            splitter[m] = elems[p]
+            m += 1
+        nt = 0
+        for i in range(m):
+            t = splitter[i]
+            for j in range(offs[c, t], offs[c, t + 1]):
+                s = preds[c, j]
+                Y = block_of[s]
+                front = bstart[Y] + marked[Y]
+                if pos[s] < front:
+                    continue
+                if marked[Y] == 0:
+                    touched[nt] = Y
+                    nt += 1
+                other = elems[front]
+                ps = pos[s]
+                elems[front] = s
+                pos[s] = front
+                elems[ps] = other
+                pos[other] = ps
+                marked[Y] += 1
+        for i in range(nt):
+            Y = touched[i]
+            mk = marked[Y]
+            marked[Y] = 0
+            size = bend[Y] - bstart[Y]
+            if mk == size:
                 continue
-            for s in order[a:b]:
-                bs = block_of[s]
-                lst = touched.get(bs)
-                if lst is None:
-                    touched[bs] = [s]
-                else:
-                    lst.append(s)
-        for Y, xs in touched.items():
-            Yset = blocks[Y]
-            if len(xs) == len(Yset):
-                continue
-            if 2 * len(xs) <= len(Yset):
-                moved = set(xs)
+            new = nb
+            nb += 1
+            if mk <= size - mk:
+                bstart[new] = bstart[Y]
+                bend[new] = bstart[Y] + mk
+                bstart[Y] = bstart[Y] + mk
             else:
-                moved = Yset.difference(xs)
-            Yset -= moved
-            new = len(blocks)
-            blocks.append(moved)
-            for s in moved:
-                block_of[s] = new
+                bstart[new] = bstart[Y] + mk
+                bend[new] = bend[Y]
+                bend[Y] = bstart[Y] + mk
+            for p in range(bstart[new], bend[new]):
+                block_of[elems[p]] = new
             for cc in range(k):
-                work.append((new, cc))
-    return block_of[:n]
+                work_b[sp] = new
+                work_c[sp] = cc
+                sp += 1
+    return block_of
 
 
 def minimize(trans: np.ndarray, acc: np.ndarray, start: int = 0, *, assume_trim: bool = False) -> Table:
@@ -152,7 +224,7 @@ def minimize(trans: np.ndarray, acc: np.ndarray, start: int = 0, *, assume_trim:
     n, k = trans.shape
     if n == 0:
         return empty_table(k)
-    block = np.asarray(_hopcroft(trans, acc), dtype=np.int64)
+    block = _hopcroft(trans, acc).astype(np.int64)
     nb = int(block.max()) + 1
     rep = np.zeros(nb, dtype=np.int64)
     rep[block] = np.arange(n)
@@ -224,41 +296,11 @@ def product(ta: Table, tb: Table, op: str, max_states: int | None = DEFAULT_MAX_
         return empty_table(k)
     if op in ("or", "xor") and sa < 0 and sb < 0:
         return empty_table(k)
-    nb1 = nb + 1
-    index = {(sa if sa >= 0 else na) * nb1 + (sb if sb >= 0 else nb): 0}
-    pairs = [next(iter(index))]
-    rows = []
-    i = 0
-    while i < len(pairs):
-        code = pairs[i]
-        p, q = divmod(code, nb1)
-        ra = Ta2[p]
-        rb = Tb2[q]
-        if op == "and":
-            ok = (ra >= 0) & (rb >= 0)
-        elif op == "diff":
-            ok = ra >= 0
-        else:
-            ok = (ra >= 0) | (rb >= 0)
-        codes = np.where(ra >= 0, ra, na).astype(np.int64) * nb1 + np.where(rb >= 0, rb, nb)
-        row = np.full(k, DEAD, dtype=np.int32)
-        if ok.any():
-            sel = codes[ok]
-            uniq, inv = np.unique(sel, return_inverse=True)
-            ids = np.empty(len(uniq), dtype=np.int32)
-            for j, c in enumerate(uniq.tolist()):
-                sid = index.get(c)
-                if sid is None:
-                    sid = len(pairs)
-                    index[c] = sid
-                    pairs.append(c)
-                ids[j] = sid
-            row[ok] = ids[inv.reshape(-1)]
-        rows.append(row)
-        i += 1
-        _limit(len(pairs), max_states, "product automaton")
-    codes = np.asarray(pairs, dtype=np.int64)
-    P, Q = codes // nb1, codes % nb1
+    start_code = (sa if sa >= 0 else na) * (nb + 1) + (sb if sb >= 0 else nb)
+    limit = -1 if max_states is None else max_states
+    rows, codes = _product_kernel(Ta2, Tb2, na, nb, _PRODUCT_OPS[op], start_code, limit)
+    _limit(codes.shape[0], max_states, "product automaton")
+    P, Q = codes // (nb + 1), codes % (nb + 1)
     fa, fb = Aa2[P], Ab2[Q]
     if op == "and":
         acc = fa & fb
@@ -268,7 +310,63 @@ def product(ta: Table, tb: Table, op: str, max_states: int | None = DEFAULT_MAX_
         acc = fa & ~fb
     else:
         acc = fa ^ fb
-    return np.vstack(rows).astype(np.int32), acc
+    return rows, acc
+
+
+_PRODUCT_OPS = {"and": 0, "diff": 1, "or": 2, "xor": 3}
+
+
+@njit(cache=True, nogil=True)
+def _product_kernel(Ta2, Tb2, na, nb, op, start_code, limit):
+    """Reachable pairs of a product, breadth first: (rows [m, k], pair codes [m]).
+
+    A pair (p, q) is coded p * (nb + 1) + q, with na / nb the dead row of each side.
+    Stops early (returning as many codes as states so far, limit + 1) past ``limit`` states.
+    """
+    k = Ta2.shape[1]
+    nb1 = nb + 1
+    index = Dict.empty(key_type=types.int64, value_type=types.int32)
+    rows = np.empty((64, k), dtype=np.int32)
+    pairs = np.empty(64, dtype=np.int64)
+    pairs[0] = start_code
+    index[start_code] = np.int32(0)
+    n = 1
+    i = 0
+    while i < n:
+        p = pairs[i] // nb1
+        q = pairs[i] % nb1
+        if i >= rows.shape[0]:
+            grown = np.empty((2 * rows.shape[0], k), dtype=np.int32)
+            grown[: rows.shape[0]] = rows
+            rows = grown
+        for c in range(k):
+            a = Ta2[p, c]
+            b = Tb2[q, c]
+            if op == 0:
+                ok = a >= 0 and b >= 0
+            elif op == 1:
+                ok = a >= 0
+            else:
+                ok = a >= 0 or b >= 0
+            if not ok:
+                rows[i, c] = -1
+                continue
+            code = (a if a >= 0 else na) * nb1 + (b if b >= 0 else nb)
+            sid = index.get(code, np.int32(-1))
+            if sid < 0:
+                sid = np.int32(n)
+                index[code] = sid
+                if n >= pairs.shape[0]:
+                    grown_p = np.empty(2 * pairs.shape[0], dtype=np.int64)
+                    grown_p[:n] = pairs[:n]
+                    pairs = grown_p
+                pairs[n] = code
+                n += 1
+                if limit >= 0 and n > limit:
+                    return rows[:0], pairs[:n]
+            rows[i, c] = sid
+        i += 1
+    return rows[:n], pairs[:n]
 
 
 def complete_complement(t: Table, valid_cols: np.ndarray) -> Table:
