@@ -60,6 +60,17 @@ def test_concat_and_repeat(x, y, lo, hi):
     assert lang(r) == expect
 
 
+FRAGMENTS = ["a*", "b", "(ab)+", "a|b", "[ab]{0,2}", "b?a", "", "ba*b", "[^a]"]
+
+
+@settings(max_examples=120, deadline=None)
+@given(st.lists(st.sampled_from(FRAGMENTS), min_size=2, max_size=4))
+def test_concat_equals_regex_concatenation(parts):
+    # overlapping splits (a* then a|b) take subset construction, forced ones (a* then b) are glued
+    got = ops.concat(*[compile_regex(p) for p in parts])
+    assert got == compile_regex("".join(f"(?:{p})" for p in parts))
+
+
 def test_star_optional_plus():
     a = ByteDFA.literal(b"ab")
     assert lang(ops.star(a)) == {b"", b"ab", b"abab"}

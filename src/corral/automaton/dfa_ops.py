@@ -566,9 +566,37 @@ def nfa_repeat(nfa: Nfa, make, lo: int, hi: int | None) -> tuple[int, int]:
 
 
 def t_concat(tables: list[Table], k: int, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
-    nfa = Nfa(k)
-    a, b = nfa_concat(nfa, [nfa.embed(t) for t in tables])
-    return minimize(*nfa.determinize(a, b, max_states))
+    if any(t[0].shape[0] == 0 for t in tables):
+        return empty_table(k)
+    cur = tables[0]
+    for t in tables[1:]:
+        glued = _glue(cur, t)
+        if glued is None:
+            nfa = Nfa(k)
+            a, b = nfa_concat(nfa, [nfa.embed(cur), nfa.embed(t)])
+            glued = nfa.determinize(a, b, max_states)
+        _limit(glued[0].shape[0], max_states, "concatenation")
+        cur = glued
+    return minimize(*cur)
+
+
+def _glue(ta: Table, tb: Table) -> Table | None:
+    """``A B`` as a DFA without subset construction, when no accepting state of A reads a first
+    symbol of B (then every split of a string is forced). None when they overlap.
+
+    This is the common case in practice (a quote then string content, a key then ``:``).
+    """
+    Ta, Aa = ta
+    Tb, Ab = tb
+    first_b = Tb[0] >= 0
+    if ((Ta[Aa] >= 0) & first_b).any():
+        return None
+    na = Ta.shape[0]
+    T = np.vstack([Ta, np.where(Tb >= 0, Tb + na, DEAD)]).astype(np.int32)
+    rows = np.flatnonzero(Aa)
+    T[np.ix_(rows, np.flatnonzero(first_b))] = Tb[0][first_b] + na
+    A = np.concatenate([Aa & bool(Ab[0]), Ab])
+    return T, A
 
 
 def t_repeat(t: Table, lo: int, hi: int | None, k: int, max_states: int | None = DEFAULT_MAX_STATES) -> Table:
