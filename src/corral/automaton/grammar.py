@@ -10,6 +10,7 @@ import torch
 
 from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
+from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
 from .dfa import ByteDFA
 from .masks import terminal_state_masks, walk_crossing_keys
@@ -22,6 +23,8 @@ if TYPE_CHECKING:  # pragma: no cover
 TERMINATED = -2
 _EXACT_WALK_TOKENS = 256  # below this many crossing tokens, a byte walk beats per-terminal trie walks
 _EAGER_STATE_LIMIT = 64
+_HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
+_TRUNCATED = -2
 
 
 def _as_vocab(tokenizer_or_vocab: Any) -> "Vocabulary | None":
@@ -155,7 +158,7 @@ class Grammar:
 class _Masker:
     """Token masks of a grammar's automaton states for one vocabulary."""
 
-    def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary") -> None:
+    def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary", horizon: int | None = _HORIZON) -> None:
         self.A = automaton
         self.vocab = vocab
         self.n_words = vocab.n_words
@@ -167,6 +170,9 @@ class _Masker:
         self._state_masks: dict[int, np.ndarray] = {}
         self._state_tensors: dict[int, torch.Tensor] = {}
         self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
+        self._crossings: dict[tuple[int, int, int], tuple[np.ndarray, list]] = {}
+        self._horizon = Horizon(automaton, horizon) if horizon else None
+        self._view = _Masker(self._horizon.automaton, vocab, horizon=None) if horizon else None
         self._token_step: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         self.token_bytes = vocab.token_bytes
@@ -197,33 +203,76 @@ class _Masker:
         m = tsm.inside
         if tsm.has_crossing and after_col >= 0:
             m = m.copy()
-            self._cross(after_col, (tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts), m, {})
+            records = (tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts)
+            if self._horizon is None:
+                self._cross(after_col, records, m, {})
+            else:
+                # Most crossing tokens only look at the top of the parse stack: take them from
+                # the column's image (shared by every column that looks the same that deep),
+                # then settle the few that pop past the horizon on the real column.
+                certain, uncertain = self._view.crossing(self._horizon.image(after_col), term, q, records)
+                np.bitwise_or(m, certain, out=m)
+                visited: dict = {}
+                A = self.A
+                for path, rest in uncertain:
+                    col = after_col
+                    for role in path:
+                        col = A.after(col, role)
+                        if col < 0:
+                            break
+                    if col >= 0:
+                        self._cross_keys(col, rest, m, visited)
         m.setflags(write=False)
         self._term_masks[key] = m
         return m
 
-    def _cross(self, column: int, records: tuple, out: np.ndarray, visited: dict) -> None:
+    def crossing(self, after_col: int, term: int, q: int, records: tuple) -> tuple[np.ndarray, list]:
+        """(bits of the crossing tokens known viable, [(roles path, records) left undecided]).
+
+        Used on a horizon's automaton, whose columns are images: where a walk needs a column
+        beyond the horizon, the tokens involved are returned undecided with the terminal
+        roles that lead there, for the caller to settle on the real column.
+        """
+        key = (after_col, term, q)
+        out = self._crossings.get(key)
+        if out is None:
+            bits = np.zeros(self.n_words, dtype=np.uint32)
+            uncertain: list = []
+            self._cross(after_col, records, bits, {}, (), uncertain)
+            bits.setflags(write=False)
+            out = (bits, _merge_by_path(uncertain))
+            self._crossings[key] = out
+        return out
+
+    def _cross(self, column: int, records: tuple, out: np.ndarray, visited: dict,
+               path: tuple = (), uncertain: list | None = None) -> None:
         """OR into ``out`` the crossing tokens (``records``) viable from a boundary at ``column``.
 
         ``visited`` maps a column to the (subtree, cut) keys already resolved there, so
-        ambiguous splits (e.g. whitespace that may end anywhere) are explored once.
+        ambiguous splits (e.g. whitespace that may end anywhere) are explored once. On a
+        horizon's automaton (``uncertain`` given) ``path`` is the terminal roles read since the
+        first column, and undecided records are appended to ``uncertain``.
         """
-        node, ds, dn, cuts = records
-        # records list their cuts contiguously, so repeating nodes by dn aligns them with cuts
-        keys = np.unique((np.repeat(node, dn).astype(np.int64) << 20) | cuts.astype(np.int64))
-        prev = visited.get(column)
+        self._cross_keys(column, _record_keys(records), out, visited, path, uncertain)
+
+    def _cross_keys(self, column: int, keys: np.ndarray, out: np.ndarray, visited: dict,
+                    path: tuple = (), uncertain: list | None = None) -> None:
+        """``_cross`` for records given as sorted unique (node << 20 | cut) keys."""
+        # images of different real columns may coincide, so a horizon tells paths apart
+        where = column if uncertain is None else (column, path)
+        prev = visited.get(where)
         if prev is not None:
             keys = keys[~np.isin(keys, prev, assume_unique=True)]
-            visited[column] = np.union1d(prev, keys)
+            visited[where] = np.union1d(prev, keys)
         else:
-            visited[column] = keys
+            visited[where] = keys
         if not len(keys):
             return
         nodes = (keys >> 20).astype(np.int64)
         trie = trie_lists(self.vocab)
         n_tokens = int((trie.sub_hi_np[nodes] - trie.tok_lo_np[nodes]).sum())
         if n_tokens <= _EXACT_WALK_TOKENS:
-            self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie)
+            self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
             return
         records = keys  # walk_crossing_keys memoises on (terminal, these keys)
         A = self.A
@@ -232,16 +281,26 @@ class _Masker:
         seen: set[tuple[int, int]] = set()
         for role in A.roles_at(column):
             t = role % nt
-            nxt = A.after(column, role)
-            if (t, nxt) in seen:
+            try:
+                nxt = A.after(column, role)
+            except Truncated:
+                nxt = _TRUNCATED
+            if (role if nxt == _TRUNCATED else t, nxt) in seen:
                 continue
-            seen.add((t, nxt))
+            seen.add((role if nxt == _TRUNCATED else t, nxt))
             bits, deeper = walk_crossing_keys(self.vocab, terms[t], records)
             np.bitwise_or(out, bits, out=out)
-            if len(deeper[0]) and nxt >= 0:
-                self._cross(nxt, deeper, out, visited)
+            if not len(deeper[0]):
+                continue
+            # an ignored terminal leaves the column as it is, so it is not part of a path
+            step_path = path if role >= nt else path + (role,)
+            if nxt == _TRUNCATED:
+                uncertain.append((step_path, _record_keys(deeper)))
+            elif nxt >= 0:
+                self._cross(nxt, deeper, out, visited, step_path, uncertain)
 
-    def _resolve_exact(self, out: np.ndarray, column: int, nodes: list[int], cuts: list[int], t) -> None:
+    def _resolve_exact(self, out: np.ndarray, column: int, nodes: list[int], cuts: list[int], t,
+                       path: tuple = (), uncertain: list | None = None) -> None:
         """Few crossing tokens left: walk them byte by byte from the boundary (DFS, dead branches pruned)."""
         start = self.A.boundary_state(column)
         walk, step = self.A.walk, self.A.step
@@ -250,7 +309,11 @@ class _Masker:
         tok_lo, tok_hi, sorted_ids, depth = t.tok_lo, t.tok_hi, t.sorted_ids, t.depth
         for node, cut in zip(nodes, cuts):
             first = tb[sorted_ids[tok_lo[node]]]
-            sid = walk(start, first[cut : depth[node]])
+            try:
+                sid = walk(start, first[cut : depth[node]])
+            except Truncated:
+                uncertain.append((path, _record_key(node, cut)))
+                continue
             if sid < 0:
                 continue
             stack = [(node, sid)]
@@ -260,7 +323,11 @@ class _Masker:
                     tid = sorted_ids[k]
                     out[tid >> 5] |= np.uint32(1 << (tid & 31))
                 for e in range(child_ptr[nd], child_ptr[nd + 1]):
-                    nxt = step(sid, child_byte[e])
+                    try:
+                        nxt = step(sid, child_byte[e])
+                    except Truncated:
+                        uncertain.append((path, _record_key(child_node[e], cut)))
+                        continue
                     if nxt >= 0:
                         stack.append((child_node[e], nxt))
 
@@ -298,6 +365,26 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
+
+
+def _record_keys(records: tuple) -> np.ndarray:
+    """Crossing records (node, first cut, cut count, cuts) as sorted (node << 20 | cut) keys."""
+    node, ds, dn, cuts = records
+    # records list their cuts contiguously, so repeating nodes by dn aligns them with cuts
+    return np.unique((np.repeat(node, dn).astype(np.int64) << 20) | cuts.astype(np.int64))
+
+
+def _record_key(node: int, cut: int) -> np.ndarray:
+    """One crossing record: the tokens under trie ``node``, read from byte ``cut`` on."""
+    return np.array([(int(node) << 20) | int(cut)], dtype=np.int64)
+
+
+def _merge_by_path(uncertain: list) -> list:
+    """Undecided records grouped by the path that leads to them (one real walk per path)."""
+    by_path: dict[tuple, list] = {}
+    for path, keys in uncertain:
+        by_path.setdefault(path, []).append(keys)
+    return [(p, np.unique(np.concatenate(ks))) for p, ks in by_path.items()]
 
 
 def _or_all(parts: list[np.ndarray]) -> np.ndarray:

@@ -25,9 +25,9 @@ DEAD = -1
 class ByteAutomaton:
     """Interned byte-level states of one grammar; shared by all its matchers."""
 
-    def __init__(self, ir: GrammarIR) -> None:
+    def __init__(self, ir: GrammarIR, parser: EarleyParser | None = None) -> None:
         self.ir = ir
-        self.parser = EarleyParser(ir)
+        self.parser = parser or EarleyParser(ir)
         nt = ir.n_terminals
         self.n_terminals = nt
         dfas = list(ir.terminals)

@@ -15,6 +15,7 @@ rules) in the usual Earley bounds, and the memo tables turn repeated structure
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 from .ir import GrammarIR
 
@@ -169,11 +170,27 @@ class EarleyParser:
             items.update(self.predictions(x))
         return items
 
+    def add_opaque_column(self, starts_here: bool, waiting: Any) -> int:
+        """A column that stands for an unknown one (see ``horizon``): never interned by content.
+
+        ``waiting`` is what completions read from it; ``starts_here`` says whether it
+        stands for the first column (which decides acceptance).
+        """
+        items = frozenset([(self.start_rule, 0, SELF)]) if starts_here else frozenset()
+        with self._lock:
+            self._columns.append(Column(items, waiting, (), False))
+            return len(self._columns) - 1
+
     def _starts_here(self, cid: int) -> bool:
         return (self.start_rule, 0, SELF) in self._columns[cid].items
 
     def _intern(self, items: set) -> int:
-        key = frozenset(items)
+        # Completed items have already advanced their parents (in the closure) and can do
+        # nothing more; dropping them merges columns with equal futures. Completed start
+        # items stay: they make a column accepting.
+        rhs_of = self.rule_rhs
+        start = self.start_rule
+        key = frozenset(it for it in items if it[1] < len(rhs_of[it[0]]) or it[0] == start)
         cid = self._index.get(key)
         if cid is not None:
             return cid
@@ -181,9 +198,9 @@ class EarleyParser:
         waiting: dict[int, list] = {}
         nt = self.n_terminals
         accepting = False
-        for it in items:
+        for it in key:
             r, d, o = it
-            rhs = self.rule_rhs[r]
+            rhs = rhs_of[r]
             if d < len(rhs):
                 waiting.setdefault(rhs[d], []).append(it)
             elif r == self.start_rule and (o == SELF or self._starts_here(o)):

@@ -1,0 +1,70 @@
+"""Parser columns seen only to a fixed depth, so masks can be shared by columns that look alike.
+
+A real Earley column refers to the columns its items started in, and those to
+theirs: together they are the whole parse stack. Token masks rarely need all of
+it. Whether ``")+"`` may follow an identifier depends on the innermost open
+parenthesis, not on the thirty frames below it.
+
+A ``Horizon`` of depth d copies a column's items and follows origin links d
+times. Past that depth each origin becomes an *opaque* column, which remembers
+only whether it is the first column. Columns whose stacks agree to depth d get
+the same image. A computation on images is exact unless it reads an opaque
+column: that can only happen when completing an item pops past the horizon, and
+it raises ``Truncated``. The caller then tries a deeper horizon, and in the end
+the real column.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from .lexer import ByteAutomaton
+from .parser import SELF, EarleyParser
+
+
+class Truncated(Exception):
+    """A computation on column images needed a column beyond the horizon."""
+
+
+class _OpaqueWaiting(dict):
+    """The ``waiting`` table of an opaque column: any read means the horizon was too short."""
+
+    def get(self, key, default=None):  # type: ignore[override]
+        raise Truncated
+
+
+class Horizon:
+    """Images of one automaton's columns, cut ``depth`` origin links deep, in their own automaton."""
+
+    def __init__(self, automaton: ByteAutomaton, depth: int) -> None:
+        if depth < 1:
+            raise ValueError("a horizon needs depth >= 1")
+        self.depth = depth
+        self.real = automaton.parser
+        self.parser = EarleyParser(automaton.ir)
+        self.automaton = ByteAutomaton(automaton.ir, parser=self.parser)
+        opaque = _OpaqueWaiting()
+        self._opaque = (
+            self.parser.add_opaque_column(False, opaque),
+            self.parser.add_opaque_column(True, opaque),
+        )
+        self._images: list[dict[int, int]] = [{} for _ in range(depth + 1)]
+        self._lock = threading.Lock()
+
+    def image(self, cid: int, depth: int | None = None) -> int:
+        """The image of real column ``cid`` (origins followed ``depth`` links, default the horizon's)."""
+        d = self.depth if depth is None else depth
+        memo = self._images[d]
+        out = memo.get(cid)
+        if out is not None:
+            return out
+        real = self.real
+        items = []
+        for r, dot, o in real.column(cid).items:
+            if o != SELF:
+                o = self.image(o, d - 1) if d > 1 else self._opaque[real._starts_here(o)]
+            items.append((r, dot, o))
+        with self.parser._lock:
+            out = self.parser._intern(items)
+        memo[cid] = out
+        return out
