@@ -105,13 +105,43 @@ def _prop_schemas(schema: Any, root: Any) -> tuple[list[str], dict[str, Any]]:
     return order, subs
 
 
+def _matching_branch(data: Any, schema: Any, root: Any) -> Any:
+    """The first ``anyOf``/``oneOf`` branch the instance validates against (None if none or no such keyword)."""
+    if not isinstance(schema, dict):
+        return None
+    for key in ("anyOf", "oneOf"):
+        branches = schema.get(key)
+        if not isinstance(branches, list):
+            continue
+        try:
+            import jsonschema
+
+            cls = jsonschema.validators.validator_for(root)
+            at_root = cls(root, format_checker=cls.FORMAT_CHECKER)
+            for br in branches:
+                # evolve keeps the root's resolver, so the branch's local $refs resolve
+                if at_root.evolve(schema=br).is_valid(data):
+                    return br
+        except Exception:  # noqa: BLE001
+            return None
+    return None
+
+
 def reorder(data: Any, schema: Any, root: Any, depth: int = 0) -> Any:
-    """The instance with object keys in schema property order (best effort)."""
+    """The instance with object keys in schema property order (best effort).
+
+    Under ``anyOf``/``oneOf`` the order is the one of the branch the instance matches.
+    """
     if depth > 64:
         return data
     schema = _resolve(schema, root)
     if isinstance(data, dict):
         order, subs = _prop_schemas(schema, root)
+        branch = _matching_branch(data, schema, root)
+        if branch is not None:
+            b_order, b_subs = _prop_schemas(branch, root)
+            order += [k for k in b_order if k not in subs]
+            subs = {**b_subs, **subs}
         keys = [k for k in order if k in data] + [k for k in data if k not in subs]
         return {k: reorder(data[k], subs.get(k, {}), root, depth + 1) for k in keys}
     if isinstance(data, list) and isinstance(schema, dict):

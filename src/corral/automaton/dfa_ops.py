@@ -149,8 +149,8 @@ def _hopcroft_kernel(full, acc):
     for b in range(nb):
         for p in range(bstart[b], bend[b]):
             block_of[elems[p]] = b
-    work_b = np.empty(N * k + k, dtype=np.int32)
-    work_c = np.empty(N * k + k, dtype=np.int32)
+    work_b = np.empty(4 * k + 64, dtype=np.int32)  # (block, class) splitters to process; grows
+    work_c = np.empty(4 * k + 64, dtype=np.int32)
     sp = 0
     first = 0
     if nb == 2 and bend[1] - bstart[1] < bend[0] - bstart[0]:
@@ -208,6 +208,12 @@ def _hopcroft_kernel(full, acc):
                 bend[Y] = bstart[Y] + mk
             for p in range(bstart[new], bend[new]):
                 block_of[elems[p]] = new
+            if sp + k > work_b.shape[0]:
+                grown_b = np.empty(2 * work_b.shape[0] + k, dtype=np.int32)
+                grown_c = np.empty(2 * work_b.shape[0] + k, dtype=np.int32)
+                grown_b[:sp] = work_b[:sp]
+                grown_c[:sp] = work_c[:sp]
+                work_b, work_c = grown_b, grown_c
             for cc in range(k):
                 work_b[sp] = new
                 work_c[sp] = cc

@@ -171,6 +171,7 @@ class _Masker:
         self._state_tensors: dict[int, torch.Tensor] = {}
         self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
         self._crossings: dict[tuple[int, int, int], tuple[np.ndarray, list]] = {}
+        self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
         self._horizon = Horizon(automaton, horizon) if horizon else None
         self._view = _Masker(self._horizon.automaton, vocab, horizon=None) if horizon else None
         self._token_step: dict[tuple[int, int], int] = {}
@@ -203,9 +204,12 @@ class _Masker:
         m = tsm.inside
         if tsm.has_crossing and after_col >= 0:
             m = m.copy()
-            records = (tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts)
+            records = self._crossing_keys.get((term, q))
+            if records is None:
+                records = _record_keys((tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts))
+                self._crossing_keys[(term, q)] = records
             if self._horizon is None:
-                self._cross(after_col, records, m, {})
+                self._cross_keys(after_col, records, m, {})
             else:
                 # Most crossing tokens only look at the top of the parse stack: take them from
                 # the column's image (shared by every column that looks the same that deep),
@@ -226,7 +230,7 @@ class _Masker:
         self._term_masks[key] = m
         return m
 
-    def crossing(self, after_col: int, term: int, q: int, records: tuple) -> tuple[np.ndarray, list]:
+    def crossing(self, after_col: int, term: int, q: int, records: np.ndarray) -> tuple[np.ndarray, list]:
         """(bits of the crossing tokens known viable, [(roles path, records) left undecided]).
 
         Used on a horizon's automaton, whose columns are images: where a walk needs a column
@@ -238,7 +242,7 @@ class _Masker:
         if out is None:
             bits = np.zeros(self.n_words, dtype=np.uint32)
             uncertain: list = []
-            self._cross(after_col, records, bits, {}, (), uncertain)
+            self._cross_keys(after_col, records, bits, {}, (), uncertain)
             bits.setflags(write=False)
             out = (bits, _merge_by_path(uncertain))
             self._crossings[key] = out
