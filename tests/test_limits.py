@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from corral import CompileLimitError, CorralError, Grammar
+from corral import BudgetError, CompileLimitError, CorralError, Grammar
 from corral.limits import CompileLimits, check_deadline, compile_grammar, current, enforce
 
 BUDGET = 2.0
@@ -172,3 +172,17 @@ def test_default_limits_allow_normal_grammars():
     assert g.accepts("555-1234")
     with pytest.raises(ValueError):
         compile_grammar("yaml", "x")
+
+
+def test_memory_budget_names_itself():
+    # only the memory budget can stop this DFA blow-up (2^31 subsets; no time or size budget)
+    lim = CompileLimits(max_seconds=120, max_memory_mb=50, max_dfa_states=None, max_total_dfa_states=None)
+    with pytest.raises(BudgetError, match="max_memory_mb=50"):
+        compile_grammar("regex", "(a|b)*a(a|b){30}", limits=lim)
+
+
+def test_spent_budget_is_never_a_relaxation():
+    # strict=False relaxes keywords it cannot enforce exactly; a spent budget still ends the compile
+    schema = {"type": "string", "enum": [f"v{i}" for i in range(10_000)], "pattern": "^v"}
+    with pytest.raises(BudgetError, match="max_seconds"):
+        compile_grammar("json_schema", schema, limits=CompileLimits(max_seconds=0.3), strict=False)

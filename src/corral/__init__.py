@@ -11,6 +11,7 @@ from typing import Any
 
 from .automaton.grammar import Grammar, Matcher
 from .errors import (
+    BudgetError,
     CompileLimitError,
     CorralError,
     GenerationError,
@@ -44,6 +45,7 @@ __all__ = [
     "UnsupportedSchemaError",
     "InvalidSchemaError",
     "TokenizerError",
+    "BudgetError",
     "CompileLimitError",
     "GenerationError",
     "ValidationError",

@@ -47,6 +47,14 @@ class CompileLimitError(CorralError, RuntimeError):
     """Compilation exceeded a configured budget (time, memory, automaton size, depth)."""
 
 
+class BudgetError(CompileLimitError):
+    """The time or memory budget of the whole compile (``CompileLimits``) is spent.
+
+    Unlike a size limit on one part of a grammar, this ends the compile: no front end
+    turns it into a relaxation or a per-keyword error.
+    """
+
+
 class GenerationError(CorralError, RuntimeError):
     """Generation could not produce a complete sentence of the grammar.
 

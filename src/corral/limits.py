@@ -9,22 +9,25 @@ budgets; ``enforce(limits)`` applies them to everything compiled inside the ``wi
     g = compile_grammar("json_schema", schema, tokenizer, limits=CompileLimits(max_seconds=2))
 
 Exceeding a budget raises ``corral.CompileLimitError`` whose message names the budget
-(``max_seconds``, ``max_dfa_states``, ``max_rules``, ``max_terminals``, ``max_depth``,
-``max_source_chars``, ``max_repeat``). JSON Schema front-end limits currently surface as
-``UnsupportedSchemaError("too large to compile exactly: ...")`` (also a ``CorralError``).
+(``max_seconds``, ``max_memory_mb``, ``max_dfa_states``, ``max_rules``, ``max_terminals``,
+``max_depth``, ``max_source_chars``, ``max_repeat``). The two whole-compile budgets (time and
+memory) raise the subclass ``BudgetError``, which front ends never turn into anything else.
+A size limit hit inside one JSON Schema keyword is reported as
+``UnsupportedSchemaError`` with the keyword's pointer (``strict=False`` relaxes it instead).
 
-Time is enforced two ways:
+Time and memory are enforced two ways:
 
 * cooperatively: compilation steps call ``check_deadline()`` (the front ends do between
-  terminals and rules);
-* preemptively, in the main thread only: a ``SIGALRM`` interval timer raises
-  ``CompileLimitError`` inside whatever Python code is running when the budget ends
+  terminals and rules), which also samples the process's resident memory every 20 ms;
+* preemptively, in the main thread only: a ``SIGALRM`` interval timer (every 50 ms) raises
+  ``BudgetError`` inside whatever Python code is running once a budget is spent
   (``hard_timeout=True``, the default; skipped off the main thread, on platforms without
   ``setitimer``, or when a timer is already armed by someone else). A long single C call
   (one numpy operation) finishes before the error is raised.
 
-Memory is bounded indirectly through the automaton and grammar sizes (each DFA state is
-a 1 KiB row; each rule a small tuple); there is no process-wide memory cap.
+Memory is the growth of the process's resident set size since the compile started (read
+from ``/proc/self/statm``; where that file does not exist, only the automaton and grammar
+size budgets bound memory). It is a process-wide figure, so work in other threads counts.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import CompileLimitError
+from .errors import BudgetError, CompileLimitError
 
 __all__ = [
     "CompileLimits",
@@ -58,6 +61,8 @@ class CompileLimits:
 
     max_seconds: float | None = 10.0
     """Wall-clock budget for the whole compile (front end, IR cleaning, automaton set-up)."""
+    max_memory_mb: float | None = 1024.0
+    """Growth of the process's resident memory during the compile, in MiB."""
     max_dfa_states: int | None = 100_000
     """States of any one terminal DFA (regex determinisation; ~1 KiB each)."""
     max_rules: int | None = 200_000
@@ -80,7 +85,7 @@ class CompileLimits:
 
     @classmethod
     def unlimited(cls) -> "CompileLimits":
-        return cls(max_seconds=None, max_dfa_states=None, max_rules=None, max_terminals=None,
+        return cls(max_seconds=None, max_memory_mb=None, max_dfa_states=None, max_rules=None, max_terminals=None,
                    max_total_dfa_states=None, max_depth=None, max_source_chars=None, max_repeat=None,
                    hard_timeout=False)
 
@@ -89,6 +94,41 @@ DEFAULT_LIMITS = CompileLimits()
 
 _current: contextvars.ContextVar[CompileLimits] = contextvars.ContextVar("corral_limits", default=DEFAULT_LIMITS)
 _deadline: contextvars.ContextVar[float | None] = contextvars.ContextVar("corral_deadline", default=None)
+# (resident bytes at the start of the outermost enforce, budget in bytes, next sample time)
+_memory: contextvars.ContextVar[list | None] = contextvars.ContextVar("corral_memory", default=None)
+_MEMORY_SAMPLE_SECONDS = 0.02
+_ALARM_INTERVAL = 0.05
+
+
+def resident_bytes() -> int | None:
+    """The process's resident set size (Linux ``/proc/self/statm``), None where unavailable."""
+    try:
+        with open("/proc/self/statm", "rb") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+try:
+    import os as _os
+
+    _PAGE = _os.sysconf("SC_PAGE_SIZE")
+except (AttributeError, ValueError, OSError):  # pragma: no cover - non-POSIX
+    _PAGE = 4096
+
+
+def _check_memory(state: list | None, force: bool = False) -> None:
+    if state is None:
+        return
+    now = time.monotonic()
+    if not force and now < state[2]:
+        return
+    state[2] = now + _MEMORY_SAMPLE_SECONDS
+    rss = resident_bytes()
+    if rss is not None and rss - state[0] > state[1]:
+        lim = _current.get()
+        used = (rss - state[0]) / 2**20
+        raise BudgetError(f"max_memory_mb={lim.max_memory_mb} exceeded (compile grew memory by {used:.0f} MiB)")
 
 
 def current() -> CompileLimits:
@@ -97,11 +137,12 @@ def current() -> CompileLimits:
 
 
 def check_deadline(what: str = "compilation") -> None:
-    """Raise ``CompileLimitError`` when the ``max_seconds`` budget of the enclosing ``enforce`` is spent."""
+    """Raise ``BudgetError`` when the time or memory budget of the enclosing ``enforce`` is spent."""
     d = _deadline.get()
     if d is not None and time.monotonic() > d:
         lim = _current.get()
-        raise CompileLimitError(f"max_seconds={lim.max_seconds} exceeded during {what}")
+        raise BudgetError(f"max_seconds={lim.max_seconds} exceeded during {what}")
+    _check_memory(_memory.get())
 
 
 def check_count(name: str, value: int, what: str = "") -> None:
@@ -125,16 +166,22 @@ def check_ir(ir: Any) -> None:
 
 
 class _Alarm:
-    """SIGALRM timer raising CompileLimitError; only armed in the main thread when no timer runs."""
+    """SIGALRM interval timer raising BudgetError once the time or memory budget is spent.
 
-    def __init__(self, seconds: float, limits: CompileLimits) -> None:
-        self.seconds = seconds
+    Only armed in the main thread, and only when no other timer runs.
+    """
+
+    def __init__(self, deadline: float | None, memory: list | None, limits: CompileLimits) -> None:
+        self.deadline = deadline
+        self.memory = memory
         self.limits = limits
         self.armed = False
         self.prev_handler: Any = None
 
     def _fire(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
-        raise CompileLimitError(f"max_seconds={self.limits.max_seconds} exceeded (compile interrupted)")
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            raise BudgetError(f"max_seconds={self.limits.max_seconds} exceeded (compile interrupted)")
+        _check_memory(self.memory, force=True)
 
     def __enter__(self) -> "_Alarm":
         if not hasattr(signal, "setitimer") or threading.current_thread() is not threading.main_thread():
@@ -143,7 +190,10 @@ class _Alarm:
             if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
                 return self  # someone else's timer (an outer enforce, pytest-timeout): leave it alone
             self.prev_handler = signal.signal(signal.SIGALRM, self._fire)
-            signal.setitimer(signal.ITIMER_REAL, max(self.seconds, 1e-3))
+            first = _ALARM_INTERVAL
+            if self.deadline is not None:
+                first = min(first, max(self.deadline - time.monotonic(), 1e-3))
+            signal.setitimer(signal.ITIMER_REAL, first, _ALARM_INTERVAL)
             self.armed = True
         except (ValueError, OSError):  # pragma: no cover - embedded interpreters
             self.armed = False
@@ -169,9 +219,19 @@ def enforce(limits: CompileLimits | None = None) -> Iterator[CompileLimits]:
         outer = _deadline.get()
         if outer is not None:
             deadline = min(deadline, outer)
+    memory = _memory.get()
+    if lim.max_memory_mb is not None:
+        base = memory[0] if memory is not None else resident_bytes()
+        if base is not None:
+            budget = int(lim.max_memory_mb * 2**20)
+            if memory is not None:
+                budget = min(budget, memory[1])
+            memory = [base, budget, 0.0]
     t1 = _current.set(lim)
     t2 = _deadline.set(deadline)
-    alarm = _Alarm(deadline - time.monotonic(), lim) if (deadline is not None and lim.hard_timeout) else None
+    t3 = _memory.set(memory)
+    wants_alarm = lim.hard_timeout and (deadline is not None or memory is not None)
+    alarm = _Alarm(deadline, memory, lim) if wants_alarm else None
     try:
         if alarm is not None:
             with alarm:
@@ -179,6 +239,7 @@ def enforce(limits: CompileLimits | None = None) -> Iterator[CompileLimits]:
         else:
             yield lim
     finally:
+        _memory.reset(t3)
         _deadline.reset(t2)
         _current.reset(t1)
 

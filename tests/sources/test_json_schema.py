@@ -77,6 +77,10 @@ def test_strings():
     ("uuid", ["123e4567-e89b-12d3-a456-426614174000"], ["123e4567e89b12d3a456426614174000"]),
     ("uri", ["https://example.com/a?b=c#d", "urn:isbn:123"], ["//example.com", "not a uri"]),
     ("uri-reference", ["/a/b", "../c", "https://x.y"], ["a b"]),
+    ("uri-template", ["http://example.com/{user}/repos{?page,per_page}", "{+path}/x", "/x{;a*}", "f{/id:3}", ""],
+     ["http://x/{", "{a b}", "{}", "x{a,}", "a b"]),
+    ("iri", ["http://r\u00e9sum\u00e9.example/\u00f6?q=\u00fc#f", "urn:x"], ["r\u00e9sum\u00e9", "http://x/ y"]),
+    ("iri-reference", ["/\u00f6/\u00e4", "http://\u00e9.x", ""], ["a b"]),
 ])
 def test_formats(fmt, good, bad):
     check({"type": "string", "format": fmt}, good, bad)

@@ -10,7 +10,7 @@ The language is unchanged: ``%ignore`` terminals are woven in between the parts.
 
 from __future__ import annotations
 
-from ..errors import CompileLimitError
+from ..errors import BudgetError, CompileLimitError
 from . import dfa_ops
 from .dfa import ByteDFA
 from .ir import GrammarIR
@@ -51,6 +51,8 @@ def regularize(ir: GrammarIR, max_states: int = DEFAULT_MAX_STATES) -> GrammarIR
         visiting.add(sym)
         try:
             out = _collapse(sym)
+        except BudgetError:
+            raise
         except CompileLimitError:
             out = None
         visiting.discard(sym)

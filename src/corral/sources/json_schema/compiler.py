@@ -6,7 +6,7 @@ import math
 from decimal import Decimal, InvalidOperation
 
 from ...automaton import dfa_ops as ops
-from ...errors import CompileLimitError, InvalidSchemaError, RegexError, UnsupportedSchemaError
+from ...errors import BudgetError, CompileLimitError, InvalidSchemaError, RegexError, UnsupportedSchemaError
 from . import numbers as nm
 from .keywords import ANNOTATION_KEYWORDS, UNSUPPORTED_KEYWORDS
 from .resolver import Ctx, Registry
@@ -392,7 +392,8 @@ class Compiler:
             try:
                 if self._allowed_keys(x).disjoint(self._allowed_keys(y)):
                     return True
-            except CompileLimitError:
+            except CompileLimitError as _e:
+                _reraise_budget(_e)
                 pass
         for n in x.required | y.required:
             if n in x.required and y.value_for(n) == NEVER_NODE:
@@ -473,6 +474,7 @@ class Compiler:
             try:
                 part = f()
             except (UnsupportedSchemaError, _Unsup, CompileLimitError) as e:
+                _reraise_budget(e)
                 if self.strict:
                     if isinstance(e, _Unsup):
                         raise UnsupportedSchemaError(str(e.args[0]), _ptr(ctx, kw), kw) from None
@@ -484,7 +486,8 @@ class Compiler:
                     try:
                         part = self._any_of(s["oneOf"], ctx)
                         self.relaxed[-1]["what"] = "oneOf compiled as anyOf (more than one branch may match)"
-                    except (UnsupportedSchemaError, _Unsup, CompileLimitError):
+                    except (UnsupportedSchemaError, _Unsup, CompileLimitError) as _e:
+                        _reraise_budget(_e)
                         continue
                 else:
                     continue
@@ -610,6 +613,7 @@ class Compiler:
                 try:
                     e = e | pattern_lang(pat)
                 except (RegexError, CompileLimitError) as err:
+                    _reraise_budget(err)
                     raise _Unsup(f"pattern {pat!r}: {err}", kw) from None
 
         def merge(sub, cond):
@@ -748,6 +752,7 @@ class Compiler:
             try:
                 num = ops.intersection(num, nm.compare_dfa(op, v))
             except (CompileLimitError, ValueError) as e:
+                _reraise_budget(e)
                 self.unsupported(f"{kw}: {e}", ctx, kw, "ignored")
                 continue
             exp = exp_and(exp, EXP_DROP)
@@ -759,6 +764,7 @@ class Compiler:
                 num = ops.intersection(num, nm.multiple_of_dfa(k))
                 exp = exp_and(exp, EXP_DROP)
             except (CompileLimitError, InvalidOperation) as e:
+                _reraise_budget(e)
                 self.unsupported(f"multipleOf {k} cannot be enforced exactly: {e}", ctx, "multipleOf", "ignored")
         if num is not None and num.is_empty:
             num = None
@@ -784,6 +790,7 @@ class Compiler:
             try:
                 st = st & pattern_lang(p)
             except (RegexError, CompileLimitError) as e:
+                _reraise_budget(e)
                 self.unsupported(f"pattern {p!r}: {e}", ctx, "pattern", "ignored")
         if "format" in s and self.format_assertion:
             f = s["format"]
@@ -791,12 +798,14 @@ class Compiler:
                 try:
                     fl = format_lang(f)
                 except (RegexError, CompileLimitError) as e:  # pragma: no cover
+                    _reraise_budget(e)
                     fl = None
                     self.unsupported(f"format {f!r}: {e}", ctx, "format", "ignored")
                 if fl is not None:
                     try:
                         st = st & fl
                     except CompileLimitError as e:
+                        _reraise_budget(e)
                         self.unsupported(f"format {f!r} with length bounds: {e}", ctx, "format", "ignored")
                 elif f in KNOWN_UNIMPLEMENTED:
                     self.unsupported(f"format {f!r} is not implemented", ctx, "format", "ignored")
@@ -881,6 +890,7 @@ class Compiler:
                 try:
                     patterns.append((pattern_lang(k), self.sub(v, ctx, "patternProperties", k)))
                 except (RegexError, CompileLimitError) as e:
+                    _reraise_budget(e)
                     if self.strict:
                         raise UnsupportedSchemaError(f"pattern {k!r}: {e}", _ptr(ctx, "patternProperties", k),
                                                      "patternProperties") from None
@@ -1083,3 +1093,9 @@ def _ptr(ctx: Ctx, *path) -> str:
     for x in path:
         p += "/" + str(x).replace("~", "~0").replace("/", "~1")
     return p
+
+
+def _reraise_budget(e: BaseException) -> None:
+    """A spent time/memory budget ends the compile; it is never a relaxation or a keyword error."""
+    if isinstance(e, BudgetError):
+        raise e

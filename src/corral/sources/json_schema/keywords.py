@@ -22,8 +22,8 @@ KEYWORDS: dict[str, tuple[str, str]] = {
     "maxLength": ("enforced", "code points; large bounds stay symbolic (grammar blocks) unless combined"),
     "pattern": ("partial", "ECMA-262, unanchored search; lookaround/backreferences refused"),
     "format": ("partial", "date time date-time duration email hostname ipv4 ipv6 uuid uri uri-reference "
-                          "json-pointer relative-json-pointer asserted; idn-*, iri*, uri-template, regex "
-                          "refused; unknown formats are annotations"),
+                          "iri iri-reference uri-template json-pointer relative-json-pointer asserted; "
+                          "idn-*, regex refused; unknown formats are annotations"),
     "properties": ("enforced", "output in schema order"),
     "required": ("enforced", ""),
     "additionalProperties": ("enforced", "default true (any JSON value)"),

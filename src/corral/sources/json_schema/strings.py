@@ -224,6 +224,32 @@ _HIER = rf"(//{_AUTHORITY}{_PATH_ABEMPTY}|{_PATH_ABSOLUTE}|{_PATH_ROOTLESS}|)"
 _URI = rf"{_SCHEME}:{_HIER}(\?{_QUERY})?(#{_QUERY})?"
 _RELATIVE = rf"(//{_AUTHORITY}{_PATH_ABEMPTY}|{_PATH_ABSOLUTE}|{_PATH_NOSCHEME}|)(\?{_QUERY})?(#{_QUERY})?"
 _JSON_POINTER = r"(/([^/~]|~[01])*)*"
+# RFC 3987 (IRIs): URIs whose unreserved characters also include ucschar, and queries iprivate
+_UCSCHAR = (r"[\u00A0-\uD7FF\uF900-\uFDCF\uFDF0-\uFFEF\U00010000-\U0001FFFD\U00020000-\U0002FFFD"
+            r"\U00030000-\U0003FFFD\U00040000-\U0004FFFD\U00050000-\U0005FFFD\U00060000-\U0006FFFD"
+            r"\U00070000-\U0007FFFD\U00080000-\U0008FFFD\U00090000-\U0009FFFD\U000A0000-\U000AFFFD"
+            r"\U000B0000-\U000BFFFD\U000C0000-\U000CFFFD\U000D0000-\U000DFFFD\U000E1000-\U000EFFFD]")
+_IPRIVATE = r"[\uE000-\uF8FF\U000F0000-\U000FFFFD\U00100000-\U0010FFFD]"
+_IUNRESERVED = rf"([A-Za-z0-9\-._~]|{_UCSCHAR})"
+_IPCHAR = rf"({_IUNRESERVED}|{_PCT}|{_SUBDELIM}|[:@])"
+_IUSERINFO = rf"({_IUNRESERVED}|{_PCT}|{_SUBDELIM}|:)*"
+_IREGNAME = rf"({_IUNRESERVED}|{_PCT}|{_SUBDELIM})*"
+_IHOST = rf"(\[({_IPV6}|v[0-9A-Fa-f]+\.({_UNRESERVED}|{_SUBDELIM}|:)+)\]|{_IPV4}|{_IREGNAME})"
+_IAUTHORITY = rf"({_IUSERINFO}@)?{_IHOST}(:[0-9]*)?"
+_IPATH_ABEMPTY = rf"(/{_IPCHAR}*)*"
+_IPATH_ABSOLUTE = rf"/({_IPCHAR}+(/{_IPCHAR}*)*)?"
+_IPATH_ROOTLESS = rf"{_IPCHAR}+(/{_IPCHAR}*)*"
+_IPATH_NOSCHEME = rf"({_IUNRESERVED}|{_PCT}|{_SUBDELIM}|@)+(/{_IPCHAR}*)*"
+_IQUERY = rf"({_IPCHAR}|{_IPRIVATE}|[/?])*"
+_IFRAGMENT = rf"({_IPCHAR}|[/?])*"
+_IHIER = rf"(//{_IAUTHORITY}{_IPATH_ABEMPTY}|{_IPATH_ABSOLUTE}|{_IPATH_ROOTLESS}|)"
+_IRI = rf"{_SCHEME}:{_IHIER}(\?{_IQUERY})?(#{_IFRAGMENT})?"
+_IRELATIVE = rf"(//{_IAUTHORITY}{_IPATH_ABEMPTY}|{_IPATH_ABSOLUTE}|{_IPATH_NOSCHEME}|)(\?{_IQUERY})?(#{_IFRAGMENT})?"
+# RFC 6570 (URI templates, level 4)
+_VARCHAR = rf"([A-Za-z0-9_]|{_PCT})"
+_VARSPEC = rf"{_VARCHAR}(\.?{_VARCHAR})*(:[1-9][0-9]{{0,3}}|\*)?"
+_TEMPLATE_EXPR = rf"\{{[+#./;?&=,!@|]?{_VARSPEC}(,{_VARSPEC})*\}}"
+_TEMPLATE_LITERAL = rf"([\x21\x23\x24\x26\x28-\x3B\x3D\x3F-\x5B\x5D\x5F\x61-\x7A\x7E]|{_UCSCHAR}|{_IPRIVATE}|{_PCT})"
 
 FORMATS: dict[str, str] = {
     "date": _DATE,
@@ -237,12 +263,15 @@ FORMATS: dict[str, str] = {
     "uuid": _UUID,
     "uri": _URI,
     "uri-reference": rf"({_URI}|{_RELATIVE})",
+    "iri": _IRI,
+    "iri-reference": rf"({_IRI}|{_IRELATIVE})",
+    "uri-template": rf"({_TEMPLATE_LITERAL}|{_TEMPLATE_EXPR})*",
     "json-pointer": _JSON_POINTER,
     "relative-json-pointer": rf"(0|[1-9][0-9]*)(#|{_JSON_POINTER})",
 }
 # Formats a validator may assert that corral does not implement (strict mode refuses them).
 KNOWN_UNIMPLEMENTED = {
-    "idn-email", "idn-hostname", "iri", "iri-reference", "uri-template", "regex",
+    "idn-email", "idn-hostname", "regex",
 }
 
 
