@@ -128,6 +128,7 @@ def test_anchors_in_search_mode(pattern, flags):
 def test_anchors_are_noops_in_fullmatch_mode():
     assert compile_regex("^abc$") == compile_regex("abc")
     assert compile_regex("^a|b$") == compile_regex("a|b")
+    assert compile_regex("a^b").is_empty  # start-of-input after a character never holds
 
 
 @pytest.mark.parametrize(
@@ -139,7 +140,7 @@ def test_anchors_are_noops_in_fullmatch_mode():
         ("(?<=a)b", "lookbehind", 0),
         ("(?<!a)b", "lookbehind", 0),
         ("a\\bb", "word boundary", 1),
-        ("a^b", "anchor", 1),
+        ("a$b|c", "anchor", 1),
         ("(a$)b", "anchor", 2),
         ("(?P<x>a)(?P=x)", "backreference", 8),
         ("(?>a)", "atomic", 0),
@@ -448,3 +449,18 @@ def test_utf8_sequences_cover_range_exactly(lo, width, data):
     e = chr(cp).encode()
     hits = sum(len(s) == len(e) and all(a <= x <= b for x, (a, b) in zip(e, s)) for s in seqs)
     assert hits == (1 if lo <= cp <= hi else 0)
+
+
+ANCHORED_PIECES = ["^", "$", "a", "b", "(^|,)", "($|,)", "(a$)", "(^b)", "[ab]*", "x?", "(a|^)", "(b$|a)+"]
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.sampled_from(ANCHORED_PIECES), min_size=1, max_size=5),
+       st.lists(st.text(alphabet="ab,x", max_size=5), min_size=1, max_size=20))
+def test_anchors_anywhere_are_zero_width_assertions(pieces, texts):
+    # ECMA ^ and $ inside a pattern (not only at its ends): Python's re with \A and \Z is the oracle
+    pattern = "".join(pieces)
+    d = regex_to_char_dfa(pattern, dialect="ecma", search=True)
+    oracle = re.compile(pattern.replace("^", r"\A").replace("$", r"\Z"))
+    for t in texts + [""]:
+        assert d.accepts(t) == (oracle.search(t) is not None), (pattern, t)

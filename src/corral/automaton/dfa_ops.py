@@ -405,6 +405,8 @@ class Nfa:
         self.masks: list[np.ndarray] = []
         self._mask_ids: dict[bytes, int] = {}
         self.max_states = max_states
+        # zero-width assertions: state -> [(True for start-of-input / False for end-of-input, target)]
+        self.anchors: dict[int, list[tuple[bool, int]]] = {}
 
     def state(self) -> int:
         self.eps.append([])
@@ -427,6 +429,10 @@ class Nfa:
 
     def add_edge(self, a: int, mid: int, b: int) -> None:
         self.edges[a].append((mid, b))
+
+    def add_anchor(self, a: int, at_start: bool, b: int) -> None:
+        """An epsilon from ``a`` to ``b`` taken only at the start (or only at the end) of the input."""
+        self.anchors.setdefault(a, []).append((at_start, b))
 
     def embed(self, t: Table) -> tuple[int, int]:
         """Copy a DFA table in; returns (entry, exit) states (exit reached by eps from accepting)."""
@@ -467,17 +473,30 @@ class Nfa:
                 closure_memo[s] = c
             return c
 
-        def closure(states) -> frozenset:
+        anchors = self.anchors
+
+        def closure(states, at_start: bool = False, at_end: bool = False) -> frozenset:
             it = iter(states)
             first = closure1(next(it))
             rest = [closure1(s) for s in it]
-            if not rest:
-                return first
-            return first.union(*rest)
+            out = first.union(*rest) if rest else first
+            if anchors:  # follow the assertions that hold here, to a fixpoint
+                grown = set(out)
+                stack = list(out)
+                while stack:
+                    for at_s, t in anchors.get(stack.pop(), ()):
+                        if (at_start if at_s else at_end) and t not in grown:
+                            new = closure1(t) - grown
+                            grown |= new
+                            stack.extend(new)
+                out = frozenset(grown)
+            return out
 
         masks = np.vstack(self.masks) if self.masks else np.zeros((0, k), dtype=bool)
-        start_set = closure1(start)
-        index = {start_set: 0}
+        start_set = closure([start], at_start=True)
+        # with anchors, the first state (where start-of-input holds) differs from any later
+        # state with the same NFA states, so it gets a key of its own
+        index = {("start", start_set) if anchors else start_set: 0}
         sets = [start_set]
         rows = []
         edges = self.edges
@@ -528,7 +547,10 @@ class Nfa:
                     row = ids[inv]
             rows.append(row)
             _limit(len(sets), max_states, "DFA")
-        acc = np.array([final in D for D in sets], dtype=bool)
+        if anchors:  # accepting: the final state is reachable once end-of-input holds
+            acc = np.array([final in closure(D, at_start=(i == 0), at_end=True) for i, D in enumerate(sets)], dtype=bool)
+        else:
+            acc = np.array([final in D for D in sets], dtype=bool)
         return np.vstack(rows).astype(np.int32), acc
 
 

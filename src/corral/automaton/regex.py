@@ -14,8 +14,10 @@ Dialects: ``"python"`` (``re`` syntax, flags ``i s m x u a``) and ``"ecma"``
 (ECMA-262 as used by JSON Schema ``pattern``, flags ``i s m u``).
 
 Not supported (``RegexError`` naming the feature and its offset): backreferences,
-lookaround, word boundaries ``\\b``/``\\B``, anchors other than at the very start
-/ end of the pattern or of a top-level alternative, atomic groups, possessive
+lookaround, word boundaries ``\\b``/``\\B``, line anchors (multiline ``^``/``$``, and
+Python's ``$`` before a final newline) anywhere but at the very start / end of the pattern
+or of a top-level alternative (input-start/end anchors may appear anywhere: they become
+zero-width assertions of the automaton), atomic groups, possessive
 quantifiers, conditionals, Unicode scripts/binary properties in ``\\p{..}``
 (general categories are supported in the ecma dialect). Case-insensitive matching
 uses simple per-code-point case equivalence as CPython's ``sre`` does (the ecma
@@ -684,7 +686,23 @@ def _build(nfa: ops.Nfa, node, bounds, mask_cache: dict):
         return _build(nfa, node[1], bounds, mask_cache)
     if kind == "rep":
         return ops.nfa_repeat(nfa, lambda: _build(nfa, node[1], bounds, mask_cache), node[2], node[3])
+    if kind in ("bol", "eol"):  # only strict anchors get here (see regex_to_char_dfa)
+        a, b = nfa.state(), nfa.state()
+        nfa.add_anchor(a, kind == "bol", b)
+        return a, b
     raise AssertionError(kind)
+
+
+def _anchor_kinds(node, acc: set) -> set:
+    kind = node[0]
+    if kind in ("bol", "eol"):
+        acc.add(node[2])
+    elif kind in ("cat", "alt"):
+        for x in node[1]:
+            _anchor_kinds(x, acc)
+    elif kind in ("rep", "group"):
+        _anchor_kinds(node[1], acc)
+    return acc
 
 
 _SIGMA_STAR = ("rep", ("set", cs.ALL), 0, None, "q")
@@ -1119,9 +1137,19 @@ def regex_to_char_dfa(pattern: str, flags: str = "", dialect: str = "python", se
                       max_states: int | None = 100_000) -> CharDFA:
     """The language of ``pattern`` over code points (full match, or contains-a-match with ``search``)."""
     ast = _Parser(pattern, flags, dialect).parse()
-    parts = _split_anchors(ast, pattern)
-    bodies = [_anchor_wrap(bol, body, eol, dialect, search) for bol, body, eol in parts]
-    full = bodies[0] if len(bodies) == 1 else ("alt", bodies)
+    try:
+        parts = _split_anchors(ast, pattern)
+    except RegexError:
+        # An anchor inside the pattern, e.g. ^(a$|b): exact as a zero-width assertion when it
+        # means the very start or end of the input (not a line boundary).
+        if _anchor_kinds(ast, set()) != {"strict"}:
+            raise
+        parts = None
+    if parts is None:
+        full = ("cat", [_SIGMA_STAR, ast, _SIGMA_STAR]) if search else ast
+    else:
+        bodies = [_anchor_wrap(bol, body, eol, dialect, search) for bol, body, eol in parts]
+        full = bodies[0] if len(bodies) == 1 else ("alt", bodies)
     sets: list = []
     _collect_sets(full, sets)
     bounds = _bounds_for(sets)
