@@ -69,12 +69,37 @@ def _set_bits(bits, sorted_ids, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words):
+def _self_loops(trans):
+    """Per DFA state, the 256-bit set of bytes that lead back to the same state."""
+    n = trans.shape[0]
+    loops = np.zeros((n, 4), dtype=np.uint64)
+    for q in range(n):
+        for b in range(256):
+            if trans[q, b] == q:
+                loops[q, b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+    return loops
+
+
+@njit(cache=True, nogil=True)
+def _stays(below, node, loops, q):
+    """Whether every byte under ``node`` loops on ``q`` (the whole subtree then stays in q)."""
+    for w in range(4):
+        if below[node, w] & ~loops[q, w]:
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
+               sub_hi, below):
     """DFS over the trie from DFA state q0.
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
+    A subtree whose bytes all loop on a non-accepting state (string content, say)
+    is inside as a whole and is not walked.
     """
+    loops = _self_loops(trans)
     inside = np.zeros(n_words, dtype=np.uint32)
     n_nodes = child_ptr.shape[0] - 1
     st_node = np.empty(n_nodes + 1, dtype=np.int32)
@@ -110,6 +135,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
+            elif not accepting[q2] and _stays(below, ch, loops, q2):
+                _set_bits(inside, sorted_ids, tok_lo[ch], sub_hi[ch])
             else:
                 _set_bits(inside, sorted_ids, tok_lo[ch], tok_hi[ch])
                 st_node[sp] = ch
@@ -264,7 +291,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
         inside, node, ds, dn, cuts = _walk_trie(
             dfa.trans, dfa.accepting, np.int32(q),
             trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-            vocab.n_words,
+            vocab.n_words, trie.sub_hi, trie.below,
         )
         out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
         if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:

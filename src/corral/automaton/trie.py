@@ -25,6 +25,7 @@ class TokenTrie:
     depth: np.ndarray  # int32 [n_nodes]
     flat: np.ndarray  # uint8: the bytes of all tokens, in sorted order
     offs: np.ndarray  # int64 [n_tokens + 1]: token at sorted position k is flat[offs[k]:offs[k+1]]
+    below: np.ndarray  # uint64 [n_nodes, 4]: the set of bytes read anywhere strictly below node i
 
     @property
     def n_nodes(self) -> int:
@@ -61,7 +62,7 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             dead.setflags(write=False)
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
-                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words)
+                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
@@ -128,7 +129,24 @@ def build_trie(token_bytes) -> TokenTrie:
         depth=depth_a,
         flat=np.frombuffer(b"".join(b for b, _ in items), dtype=np.uint8).copy(),
         offs=np.concatenate([[0], np.cumsum([len(b) for b, _ in items])]).astype(np.int64),
+        below=_bytes_below(child_ptr, child_node, child_byte, depth_a),
     )
+
+
+def _bytes_below(child_ptr: np.ndarray, child_node: np.ndarray, child_byte: np.ndarray, depth: np.ndarray) -> np.ndarray:
+    """Per node, the 256-bit set of bytes on the edges of its subtree (deepest level first)."""
+    n = depth.shape[0]
+    parent = np.full(n, -1, dtype=np.int64)
+    parent[child_node] = np.repeat(np.arange(n, dtype=np.int64), np.diff(child_ptr))
+    pbyte = np.zeros(n, dtype=np.int64)
+    pbyte[child_node] = child_byte
+    below = np.zeros((n, 4), dtype=np.uint64)
+    own = np.zeros((n, 4), dtype=np.uint64)  # the edge into each node, as a bit set
+    own[np.arange(n), pbyte >> 6] = np.left_shift(np.uint64(1), (pbyte & 63).astype(np.uint64))
+    for d in range(int(depth.max()), 0, -1):
+        nodes = np.flatnonzero(depth == d)
+        np.bitwise_or.at(below, parent[nodes], below[nodes] | own[nodes])
+    return below
 
 
 class TrieLists:
