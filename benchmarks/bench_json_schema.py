@@ -311,7 +311,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-tokens", type=int, default=4096, help="skip instances longer than this many tokens")
     ap.add_argument("--tokenizer", default="llama3", choices=["llama3", "smollm2"])
     ap.add_argument("--out", default=None)
+    ap.add_argument("--disk-cache", action="store_true",
+                    help="use corral's on-disk mask cache as it is (warm from earlier runs); default: a fresh one")
     args = ap.parse_args(argv)
+    C.fresh_mask_cache(args.disk_cache)
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     root = Path(args.data)
     if not root.is_dir():

@@ -454,7 +454,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-compare-masks", dest="compare_masks", action="store_false", default=True)
     ap.add_argument("--tokenizer", default="llama3", choices=["llama3", "smollm2"])
     ap.add_argument("--out", default=None, help="results JSON name (default bench_masks[_quick].json)")
+    ap.add_argument("--disk-cache", action="store_true",
+                    help="use corral's on-disk mask cache as it is (warm from earlier runs); default: a fresh one")
     args = ap.parse_args(argv)
+    C.fresh_mask_cache(args.disk_cache)
     if args.sentences is None:
         args.sentences = 3 if args.quick else 20
     if args.compile_reps is None:

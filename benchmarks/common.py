@@ -436,6 +436,24 @@ def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return out, time.perf_counter() - t0
 
 
+def fresh_mask_cache(keep_disk_cache: bool) -> str | None:
+    """Point corral's on-disk mask cache at an empty temporary folder for this run (and its workers).
+
+    Peers run without their caches, so corral's figures are cold too unless ``keep_disk_cache``
+    (then whatever ``~/.cache/corral`` holds from earlier runs is used, as in a long-lived service).
+    """
+    if keep_disk_cache:
+        return None
+    import atexit
+    import shutil
+    import tempfile
+
+    d = tempfile.mkdtemp(prefix="corral-bench-masks-")
+    os.environ["CORRAL_CACHE"] = d
+    atexit.register(shutil.rmtree, d, True)
+    return d
+
+
 def single_thread() -> None:
     """Pin the numeric libraries to one thread (set before numpy/torch spin up pools where possible)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS", "RAYON_NUM_THREADS"):

@@ -81,25 +81,81 @@ def _self_loops(trans):
 
 
 @njit(cache=True, nogil=True)
-def _stays(below, node, loops, q):
-    """Whether every byte under ``node`` loops on ``q`` (the whole subtree then stays in q)."""
-    for w in range(4):
-        if below[node, w] & ~loops[q, w]:
+def _all_to(trans, accepting, s, lo, hi, good):
+    """s is live and non-accepting, and every byte in lo..hi leads from s to a state in ``good``."""
+    if s < 0 or accepting[s]:
+        return False
+    for c in range(lo, hi + 1):
+        t = trans[s, c]
+        if t < 0 or not good[t]:
             return False
     return True
 
 
 @njit(cache=True, nogil=True)
+def _utf8_closed(trans, accepting, q):
+    """Whether every non-ASCII UTF-8 character read from q leads back to q through live,
+    non-accepting states (q is then 'any character here', as inside a JSON string)."""
+    n = trans.shape[0]
+    # back[k][s]: from s, any k continuation bytes (80..BF) lead to q through such states
+    back = np.zeros((4, n), dtype=np.bool_)
+    back[0, q] = True
+    for k in range(1, 4):
+        for s in range(n):
+            back[k, s] = _all_to(trans, accepting, s, 0x80, 0xBF, back[k - 1])
+    for lead in range(0xC2, 0xF5):
+        if lead <= 0xDF:
+            k, lo, hi = 1, 0x80, 0xBF
+        elif lead == 0xE0:
+            k, lo, hi = 2, 0xA0, 0xBF
+        elif lead == 0xED:
+            k, lo, hi = 2, 0x80, 0x9F
+        elif lead <= 0xEF:
+            k, lo, hi = 2, 0x80, 0xBF
+        elif lead == 0xF0:
+            k, lo, hi = 3, 0x90, 0xBF
+        elif lead == 0xF4:
+            k, lo, hi = 3, 0x80, 0x8F
+        else:
+            k, lo, hi = 3, 0x80, 0xBF
+        if not _all_to(trans, accepting, trans[q, lead], lo, hi, back[k - 1]):
+            return False
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _stays(below, utf8_ok, node, loops, closed, trans, accepting, q):
+    """Whether every token under ``node`` stays alive in q's loop without accepting on the way.
+
+    Either all bytes below loop on q, or the ASCII ones do and the rest are valid UTF-8
+    characters that q reads as a whole (``closed``: -1 not yet known, 0 no, 1 yes).
+    """
+    if below[node, 0] & ~loops[q, 0] or below[node, 1] & ~loops[q, 1]:
+        return False
+    if not (below[node, 2] & ~loops[q, 2] or below[node, 3] & ~loops[q, 3]):
+        return True
+    if not utf8_ok[node]:
+        return False
+    if closed[q] < 0:
+        closed[q] = 1 if _utf8_closed(trans, accepting, q) else 0
+    return closed[q] == 1
+
+
+@njit(cache=True, nogil=True)
 def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
-               sub_hi, below):
+               sub_hi, below, utf8_ok):
     """DFS over the trie from DFA state q0.
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
-    A subtree whose bytes all loop on a non-accepting state (string content, say)
-    is inside as a whole and is not walked.
+    A subtree whose tokens all stay in the loop of a non-accepting state (string
+    content, say) is inside as a whole and is not walked.
     """
     loops = _self_loops(trans)
+    closed = np.full(trans.shape[0], -1, dtype=np.int8)
+    # big whole-subtree ranges are marked in sorted order and turned into bits once at the end
+    span = np.zeros(1, dtype=np.int32)
+    use_span = False
     inside = np.zeros(n_words, dtype=np.uint32)
     n_nodes = child_ptr.shape[0] - 1
     st_node = np.empty(n_nodes + 1, dtype=np.int32)
@@ -135,8 +191,17 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
-            elif not accepting[q2] and _stays(below, ch, loops, q2):
-                _set_bits(inside, sorted_ids, tok_lo[ch], sub_hi[ch])
+            elif not accepting[q2] and _stays(below, utf8_ok, ch, loops, closed, trans, accepting, q2):
+                lo = tok_lo[ch]
+                hi = sub_hi[ch]
+                if hi - lo > 8:
+                    if not use_span:
+                        span = np.zeros(sorted_ids.shape[0] + 1, dtype=np.int32)
+                        use_span = True
+                    span[lo] += 1
+                    span[hi] -= 1
+                else:
+                    _set_bits(inside, sorted_ids, lo, hi)
             else:
                 _set_bits(inside, sorted_ids, tok_lo[ch], tok_hi[ch])
                 st_node[sp] = ch
@@ -144,6 +209,13 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                 st_nacc[sp] = nacc
                 st_depth[sp] = depth + 1
                 sp += 1
+    if use_span:
+        run = 0
+        for k in range(sorted_ids.shape[0]):
+            run += span[k]
+            if run > 0:
+                tid = sorted_ids[k]
+                inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
     return inside, rec_node[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], cuts[:n_cut]
 
 
@@ -283,7 +355,16 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     out = _tsm_cache.get(key)
     if out is not None:
         return out
-    path = _disk_path(key)
+    # The masks depend only on the language read from q: key the expensive part by it, so that
+    # terminals that end alike (every key and string of every schema) share one walk.
+    h1, h2 = _residual_hash(dfa.trans, dfa.accepting, np.int32(q))
+    rkey = (vocab.fingerprint, np.array([h1, h2], dtype=np.uint64).tobytes(), -1)
+    out = _tsm_cache.get(rkey)
+    if out is not None:
+        with _tsm_lock:
+            _tsm_cache.setdefault(key, out)
+        return out
+    path = _disk_path(rkey)
     out = _load(path) if path is not None else None
     if out is None:
         trie = trie_for(vocab)
@@ -291,7 +372,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
         inside, node, ds, dn, cuts = _walk_trie(
             dfa.trans, dfa.accepting, np.int32(q),
             trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-            vocab.n_words, trie.sub_hi, trie.below,
+            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok,
         )
         out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
         if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:
@@ -299,8 +380,45 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     for a in (out.inside, out.rec_node, out.rec_ds, out.rec_dn, out.cuts):
         a.setflags(write=False)
     with _tsm_lock:
+        out = _tsm_cache.setdefault(rkey, out)
         _tsm_cache.setdefault(key, out)
     return _tsm_cache[key]
+
+
+@njit(cache=True, nogil=True)
+def _residual_hash(trans, accepting, q):
+    """A 128-bit hash of the DFA read from state q: its reachable part numbered breadth first.
+
+    Our DFAs are minimal, so equal hashes mean equal languages (up to hash collisions,
+    negligible at 128 bits).
+    """
+    n = trans.shape[0]
+    index = np.full(n, -1, dtype=np.int64)
+    order = np.empty(n, dtype=np.int64)
+    index[q] = 0
+    order[0] = q
+    m = 1
+    i = 0
+    h1 = np.uint64(14695981039346656037)
+    h2 = np.uint64(9650029242287828579)
+    p1 = np.uint64(1099511628211)
+    p2 = np.uint64(6700417)
+    while i < m:
+        s = order[i]
+        i += 1
+        v = np.uint64(3 if accepting[s] else 2)
+        h1 = (h1 ^ v) * p1
+        h2 = (h2 ^ v) * p2 + np.uint64(0x9E3779B97F4A7C15)
+        for b in range(256):
+            t = trans[s, b]
+            if t >= 0 and index[t] < 0:
+                index[t] = m
+                order[m] = t
+                m += 1
+            v = np.uint64(index[t] + 2) if t >= 0 else np.uint64(1)
+            h1 = (h1 ^ v) * p1
+            h2 = (h2 ^ v) * p2 + np.uint64(0x9E3779B97F4A7C15)
+    return h1, h2
 
 
 # On-disk layout: a header of int64 (magic, n_words, records, cuts), then the raw uint32 inside

@@ -11,6 +11,7 @@ import threading
 from dataclasses import dataclass
 
 import numpy as np
+from numba import njit
 
 
 @dataclass(frozen=True, eq=False)
@@ -26,6 +27,7 @@ class TokenTrie:
     flat: np.ndarray  # uint8: the bytes of all tokens, in sorted order
     offs: np.ndarray  # int64 [n_tokens + 1]: token at sorted position k is flat[offs[k]:offs[k+1]]
     below: np.ndarray  # uint64 [n_nodes, 4]: the set of bytes read anywhere strictly below node i
+    utf8_ok: np.ndarray  # bool [n_nodes]: every path below node i, read from a character boundary, is valid UTF-8
 
     @property
     def n_nodes(self) -> int:
@@ -62,7 +64,7 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             dead.setflags(write=False)
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
-                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below)
+                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
@@ -130,7 +132,61 @@ def build_trie(token_bytes) -> TokenTrie:
         flat=np.frombuffer(b"".join(b for b, _ in items), dtype=np.uint8).copy(),
         offs=np.concatenate([[0], np.cumsum([len(b) for b, _ in items])]).astype(np.int64),
         below=_bytes_below(child_ptr, child_node, child_byte, depth_a),
+        utf8_ok=_utf8_ok_below(child_ptr, child_byte.astype(np.int32), child_node),
     )
+
+
+@njit(cache=True)
+def _utf8_step(s, b):
+    """UTF-8 validation automaton: 0 boundary; 1-3 continuation bytes still due; 4-7 the
+    restricted first continuation after E0, ED, F0, F4 (then 1, 1, 2, 2 more). -1: invalid."""
+    if s == 0:
+        if b < 0x80:
+            return 0
+        if 0xC2 <= b <= 0xDF:
+            return 1
+        if b == 0xE0:
+            return 4
+        if b == 0xED:
+            return 5
+        if 0xE1 <= b <= 0xEF:
+            return 2
+        if b == 0xF0:
+            return 6
+        if b == 0xF4:
+            return 7
+        if 0xF1 <= b <= 0xF3:
+            return 3
+        return -1
+    if s <= 3:
+        return s - 1 if 0x80 <= b <= 0xBF else -1
+    if s == 4:
+        return 1 if 0xA0 <= b <= 0xBF else -1
+    if s == 5:
+        return 1 if 0x80 <= b <= 0x9F else -1
+    if s == 6:
+        return 2 if 0x90 <= b <= 0xBF else -1
+    return 2 if 0x80 <= b <= 0x8F else -1
+
+
+@njit(cache=True)
+def _utf8_ok_below(child_ptr, child_byte, child_node):
+    """Per node, whether all byte paths below it are valid UTF-8 (prefixes) from a boundary.
+
+    Children come after their parent in preorder, so one reverse pass sees them first.
+    """
+    n = child_ptr.shape[0] - 1
+    ok = np.ones((n, 8), dtype=np.bool_)
+    for node in range(n - 1, -1, -1):
+        for s in range(8):
+            good = True
+            for e in range(child_ptr[node], child_ptr[node + 1]):
+                s2 = _utf8_step(s, child_byte[e])
+                if s2 < 0 or not ok[child_node[e], s2]:
+                    good = False
+                    break
+            ok[node, s] = good
+    return ok[:, 0].copy()
 
 
 def _bytes_below(child_ptr: np.ndarray, child_node: np.ndarray, child_byte: np.ndarray, depth: np.ndarray) -> np.ndarray:
