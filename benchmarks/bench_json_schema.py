@@ -23,6 +23,8 @@ Method (issue 3):
   ``--compile-timeout`` seconds (default 10) is killed and counted as a failure; the worker restarts.
 - Mask latency: every fill-bitmask call while teacher-forcing the valid instances (first use of a
   compiled schema included, i.e. lazily computed masks are billed to the step that needs them).
+  corral's in-memory mask memo is cleared before each compile and its on-disk mask cache starts
+  empty for the run (``--disk-cache`` keeps the user's), as the peers run without their caches.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ Method (issue 2):
   timing; engines run one after another in this single thread; XGrammar compiles with
   ``max_threads=1``.
 - Compile time: grammar text plus a ready tokenizer object -> a ready matcher; cold each time
-  (XGrammar ``cache_enabled=False``; corral's cross-grammar terminal-mask memo is cleared).
+  (XGrammar ``cache_enabled=False``; corral's cross-grammar terminal-mask memo is cleared, and its
+  on-disk mask cache is an empty temporary folder for the whole run unless ``--disk-cache``).
   Tokenizer preprocessing is timed separately, once per engine.
 - Masks are also compared with corral's, step by step (informational: a difference can be the
   grammar translation, or one engine being wrong).

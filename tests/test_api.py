@@ -159,3 +159,18 @@ def test_max_new_tokens_too_small_raises_with_partial_text(model_and_tokenizer):
     res = generate(model, tok, "Go.", g, max_new_tokens=2, allow_incomplete=True)
     assert res.finish_reason == "max_new_tokens" and not res.complete
     assert res.text.startswith("[")
+
+
+@pytest.mark.model
+def test_prompt_with_special_tokens_in_its_text(model_and_tokenizer):
+    # a raw prompt whose text holds the chat markers (tokenized as special tokens): the output
+    # still comes only from the grammar, never a special token
+    model, tok = model_and_tokenizer
+    prompt = "<|im_start|>user\nIs fire cold? Answer yes or no.<|im_end|>\n<|im_start|>assistant\n"
+    ids = tok(prompt, add_special_tokens=False)["input_ids"]
+    assert set(ids) & set(tok.all_special_ids), "the prompt should contain special tokens"
+    g = Grammar.from_lark('start: "yes" | "no"', tok)
+    res = generate(model, tok, prompt, g, max_new_tokens=8)
+    assert res.text in ("yes", "no") and res.finish_reason == "eos"
+    specials = set(tok.all_special_ids) - set(g.vocab.eos_ids)
+    assert not specials & set(res.token_ids)
