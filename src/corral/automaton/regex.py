@@ -595,16 +595,22 @@ def parse(pattern: str, flags: str = "", dialect: str = "python"):
 # anchors
 
 
-def _check_no_anchor(node, pattern: str) -> None:
+def _nodes(node):
+    """Every node of a regex AST, depth first."""
+    yield node
     kind = node[0]
-    if kind in ("bol", "eol"):
-        what = "^" if kind == "bol" else "$"
-        raise _err(f"anchor {what} is only supported at the start/end of the pattern", node[1], pattern)
     if kind in ("cat", "alt"):
         for x in node[1]:
-            _check_no_anchor(x, pattern)
+            yield from _nodes(x)
     elif kind in ("rep", "group"):
-        _check_no_anchor(node[1], pattern)
+        yield from _nodes(node[1])
+
+
+def _check_no_anchor(node, pattern: str) -> None:
+    for n in _nodes(node):
+        if n[0] in ("bol", "eol"):
+            what = "^" if n[0] == "bol" else "$"
+            raise _err(f"anchor {what} is only supported at the start/end of the pattern", n[1], pattern)
 
 
 def _split_anchors(ast, pattern: str):
@@ -631,14 +637,7 @@ def _split_anchors(ast, pattern: str):
 
 
 def _collect_sets(node, acc: list) -> None:
-    kind = node[0]
-    if kind == "set":
-        acc.append(node[1])
-    elif kind in ("cat", "alt"):
-        for x in node[1]:
-            _collect_sets(x, acc)
-    elif kind in ("rep", "group"):
-        _collect_sets(node[1], acc)
+    acc.extend(n[1] for n in _nodes(node) if n[0] == "set")
 
 
 def _bounds_for(sets) -> np.ndarray:
@@ -693,16 +692,8 @@ def _build(nfa: ops.Nfa, node, bounds, mask_cache: dict):
     raise AssertionError(kind)
 
 
-def _anchor_kinds(node, acc: set) -> set:
-    kind = node[0]
-    if kind in ("bol", "eol"):
-        acc.add(node[2])
-    elif kind in ("cat", "alt"):
-        for x in node[1]:
-            _anchor_kinds(x, acc)
-    elif kind in ("rep", "group"):
-        _anchor_kinds(node[1], acc)
-    return acc
+def _anchor_kinds(node) -> set:
+    return {n[2] for n in _nodes(node) if n[0] in ("bol", "eol")}
 
 
 _SIGMA_STAR = ("rep", ("set", cs.ALL), 0, None, "q")
@@ -1142,7 +1133,7 @@ def regex_to_char_dfa(pattern: str, flags: str = "", dialect: str = "python", se
     except RegexError:
         # An anchor inside the pattern, e.g. ^(a$|b): exact as a zero-width assertion when it
         # means the very start or end of the input (not a line boundary).
-        if _anchor_kinds(ast, set()) != {"strict"}:
+        if _anchor_kinds(ast) != {"strict"}:
             raise
         parts = None
     if parts is None:
