@@ -81,9 +81,9 @@ def _self_loops(trans):
 
 
 @njit(cache=True, nogil=True)
-def _all_to(trans, accepting, s, lo, hi, good):
-    """s is live and non-accepting, and every byte in lo..hi leads from s to a state in ``good``."""
-    if s < 0 or accepting[s]:
+def _all_to(trans, s, lo, hi, good):
+    """s is live, and every byte in lo..hi leads from s to a state in ``good``."""
+    if s < 0:
         return False
     for c in range(lo, hi + 1):
         t = trans[s, c]
@@ -93,16 +93,16 @@ def _all_to(trans, accepting, s, lo, hi, good):
 
 
 @njit(cache=True, nogil=True)
-def _utf8_closed(trans, accepting, q):
-    """Whether every non-ASCII UTF-8 character read from q leads back to q through live,
-    non-accepting states (q is then 'any character here', as inside a JSON string)."""
+def _utf8_closed(trans, q):
+    """Whether every non-ASCII UTF-8 character read from q leads back to q through live
+    states (q is then 'any character here', as inside a JSON string)."""
     n = trans.shape[0]
     # back[k][s]: from s, any k continuation bytes (80..BF) lead to q through such states
     back = np.zeros((4, n), dtype=np.bool_)
     back[0, q] = True
     for k in range(1, 4):
         for s in range(n):
-            back[k, s] = _all_to(trans, accepting, s, 0x80, 0xBF, back[k - 1])
+            back[k, s] = _all_to(trans, s, 0x80, 0xBF, back[k - 1])
     for lead in range(0xC2, 0xF5):
         if lead <= 0xDF:
             k, lo, hi = 1, 0x80, 0xBF
@@ -118,14 +118,14 @@ def _utf8_closed(trans, accepting, q):
             k, lo, hi = 3, 0x80, 0x8F
         else:
             k, lo, hi = 3, 0x80, 0xBF
-        if not _all_to(trans, accepting, trans[q, lead], lo, hi, back[k - 1]):
+        if not _all_to(trans, trans[q, lead], lo, hi, back[k - 1]):
             return False
     return True
 
 
 @njit(cache=True, nogil=True)
-def _stays(below, utf8_ok, node, loops, closed, trans, accepting, q):
-    """Whether every token under ``node`` stays alive in q's loop without accepting on the way.
+def _stays(below, utf8_ok, node, loops, closed, trans, q):
+    """Whether every token under ``node`` stays alive in q's loop.
 
     Either all bytes below loop on q, or the ASCII ones do and the rest are valid UTF-8
     characters that q reads as a whole (``closed``: -1 not yet known, 0 no, 1 yes).
@@ -137,7 +137,7 @@ def _stays(below, utf8_ok, node, loops, closed, trans, accepting, q):
     if not utf8_ok[node]:
         return False
     if closed[q] < 0:
-        closed[q] = 1 if _utf8_closed(trans, accepting, q) else 0
+        closed[q] = 1 if _utf8_closed(trans, q) else 0
     return closed[q] == 1
 
 
@@ -148,8 +148,9 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
-    A subtree whose tokens all stay in the loop of a non-accepting state (string
-    content, say) is inside as a whole and is not walked.
+    A subtree whose tokens all stay in the loop of one state (string content, an
+    identifier's tail) is inside as a whole and is not walked: its tokens never
+    leave the terminal, so they add no crossing records.
     """
     loops = _self_loops(trans)
     closed = np.full(trans.shape[0], -1, dtype=np.int8)
@@ -191,7 +192,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
-            elif not accepting[q2] and _stays(below, utf8_ok, ch, loops, closed, trans, accepting, q2):
+            elif _stays(below, utf8_ok, ch, loops, closed, trans, q2):
                 lo = tok_lo[ch]
                 hi = sub_hi[ch]
                 if hi - lo > 8:
