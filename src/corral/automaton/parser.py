@@ -52,6 +52,8 @@ class EarleyParser:
         for i, (lhs, _) in enumerate(rules):
             self.rules_of.setdefault(lhs, []).append(i)
         self.nullable = self._nullable()
+        # next_sym[r][d]: the symbol after the dot of item (r, d, _), -1 when complete
+        self.next_sym = [tuple(rhs) + (-1,) for rhs in self.rule_rhs]
         self._predictions: dict[int, frozenset] = {}
         self._columns: list[Column] = []
         self._index: dict[frozenset, int] = {}
@@ -188,9 +190,9 @@ class EarleyParser:
         # Completed items have already advanced their parents (in the closure) and can do
         # nothing more; dropping them merges columns with equal futures. Completed start
         # items stay: they make a column accepting.
-        rhs_of = self.rule_rhs
+        next_sym = self.next_sym
         start = self.start_rule
-        key = frozenset(it for it in items if it[1] < len(rhs_of[it[0]]) or it[0] == start)
+        key = frozenset(it for it in items if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
         cid = self._index.get(key)
         if cid is not None:
             return cid
@@ -199,16 +201,19 @@ class EarleyParser:
         nt = self.n_terminals
         accepting = False
         for it in key:
-            r, d, o = it
-            rhs = rhs_of[r]
-            if d < len(rhs):
-                waiting.setdefault(rhs[d], []).append(it)
-            elif r == self.start_rule and (o == SELF or self._starts_here(o)):
+            x = next_sym[it[0]][it[1]]
+            if x >= 0:
+                lst = waiting.get(x)
+                if lst is None:
+                    waiting[x] = [it]
+                else:
+                    lst.append(it)
+            elif it[2] == SELF or self._starts_here(it[2]):
                 # Only column 0 predicts the start rule; a column holding that prediction
                 # is column 0 reached through ignored text alone (or a union with it).
                 accepting = True
-        expected = tuple(sorted(s for s in waiting if s < nt))
-        col = Column(key, {s: tuple(v) for s, v in waiting.items()}, expected, accepting)
+        expected = tuple(sorted(x for x in waiting if x < nt))
+        col = Column(key, waiting, expected, accepting)  # waiting lists: read-only from here on
         self._columns.append(col)
         self._index[key] = cid
         return cid
