@@ -23,6 +23,7 @@ import os
 import tempfile
 import threading
 import time
+from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,28 +82,35 @@ def _self_loops(trans):
 
 
 @njit(cache=True, nogil=True)
-def _all_to(trans, s, lo, hi, good):
-    """s is live, and every byte in lo..hi leads from s to a state in ``good``."""
-    if s < 0:
-        return False
-    for c in range(lo, hi + 1):
-        t = trans[s, c]
-        if t < 0 or not good[t]:
-            return False
-    return True
+def _continue_all(trans, states, n_states, lo, hi, out):
+    """The distinct states reached from ``states[:n_states]`` by every byte in lo..hi, into
+    ``out``; -1 when one of those bytes dies."""
+    m = 0
+    for i in range(n_states):
+        s = states[i]
+        for c in range(lo, hi + 1):
+            t = trans[s, c]
+            if t < 0:
+                return -1
+            seen = False
+            for j in range(m):
+                if out[j] == t:
+                    seen = True
+                    break
+            if not seen:
+                if m == out.shape[0]:
+                    return -1  # too many distinct states to be a plain run of characters
+                out[m] = t
+                m += 1
+    return m
 
 
 @njit(cache=True, nogil=True)
-def _utf8_closed(trans, q):
-    """Whether every non-ASCII UTF-8 character read from q leads back to q through live
-    states (q is then 'any character here', as inside a JSON string)."""
-    n = trans.shape[0]
-    # back[k][s]: from s, any k continuation bytes (80..BF) lead to q through such states
-    back = np.zeros((4, n), dtype=np.bool_)
-    back[0, q] = True
-    for k in range(1, 4):
-        for s in range(n):
-            back[k, s] = _all_to(trans, s, 0x80, 0xBF, back[k - 1])
+def _utf8_leads(trans, q, target):
+    """Whether every non-ASCII UTF-8 character read from q leads to ``target`` through live
+    states (with target == q: q is 'any character here', as inside a JSON string)."""
+    a = np.empty(8, dtype=np.int64)
+    b = np.empty(8, dtype=np.int64)
     for lead in range(0xC2, 0xF5):
         if lead <= 0xDF:
             k, lo, hi = 1, 0x80, 0xBF
@@ -118,8 +126,20 @@ def _utf8_closed(trans, q):
             k, lo, hi = 3, 0x80, 0x8F
         else:
             k, lo, hi = 3, 0x80, 0xBF
-        if not _all_to(trans, trans[q, lead], lo, hi, back[k - 1]):
+        s1 = trans[q, lead]
+        if s1 < 0:
             return False
+        a[0] = s1
+        m = 1
+        for level in range(k):
+            m = _continue_all(trans, a, m, lo, hi, b)
+            if m < 0:
+                return False
+            a, b = b, a
+            lo, hi = 0x80, 0xBF
+        for j in range(m):
+            if a[j] != target:
+                return False
     return True
 
 
@@ -137,13 +157,112 @@ def _stays(below, utf8_ok, node, loops, closed, trans, q):
     if not utf8_ok[node]:
         return False
     if closed[q] < 0:
-        closed[q] = 1 if _utf8_closed(trans, q) else 0
+        closed[q] = 1 if _utf8_leads(trans, q, q) else 0
     return closed[q] == 1
+
+
+_UNKNOWN = -2
+_ENDLESS = 1 << 30
+
+# Per walk, per DFA state: runs of states that read one character per step (bounded strings).
+_Chains = namedtuple("_Chains", ["succ", "asc", "u8step", "length", "run_asc", "run_u8"])
+
+
+@njit(cache=True, nogil=True)
+def _content_successor(trans, q):
+    """The state most printable ASCII bytes lead to from q (-1 if none): the next position of
+    a counted run of characters, as in a string with maxLength."""
+    best = -1
+    best_n = 0
+    for b in range(0x20, 0x7F):
+        t = trans[q, b]
+        if t < 0 or t == best:
+            continue
+        c = 0
+        for b2 in range(0x20, 0x7F):
+            if trans[q, b2] == t:
+                c += 1
+        if c > best_n:
+            best, best_n = t, c
+    return best
+
+
+@njit(cache=True, nogil=True)
+def _step_info(trans, s, succ, asc):
+    """Memoise, for state s, its content successor and the ASCII bytes that lead there."""
+    if succ[s] != _UNKNOWN:
+        return
+    t = _content_successor(trans, s)
+    succ[s] = t
+    if t < 0:
+        return
+    for b in range(128):
+        if trans[s, b] == t:
+            asc[s, b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+
+
+@njit(cache=True, nogil=True)
+def _chain(trans, q, ch):
+    """Fill ``ch`` for q: the run q -> succ -> ... of states that read the same ASCII bytes as q
+    does, each to the next: its length in characters (endless when it cycles) and that byte set.
+    Whether each step also reads any non-ASCII character as one step is left unknown: it is
+    costly and only needed below non-ASCII bytes."""
+    succ, asc = ch.succ, ch.asc
+    n = trans.shape[0]
+    _step_info(trans, q, succ, asc)
+    a0 = asc[q, 0]
+    a1 = asc[q, 1]
+    s = q
+    steps = 0
+    while steps <= n:
+        _step_info(trans, s, succ, asc)
+        if succ[s] < 0 or asc[s, 0] != a0 or asc[s, 1] != a1:
+            break
+        steps += 1
+        s = succ[s]
+    ch.length[q] = _ENDLESS if steps > n else steps
+    ch.run_asc[q, 0] = a0
+    ch.run_asc[q, 1] = a1
+
+
+@njit(cache=True, nogil=True)
+def _chain_reads_utf8(trans, q, length, ch):
+    """Every step of the run from q (up to ``length`` steps) reads any non-ASCII character as one step."""
+    s = q
+    for _ in range(min(length, trans.shape[0] + 1)):
+        t = ch.succ[s]
+        if t < 0:
+            return True
+        if ch.u8step[s] == _UNKNOWN:
+            ch.u8step[s] = 1 if _utf8_leads(trans, s, t) else 0
+        if ch.u8step[s] == 0:
+            return False
+        s = t
+    return True
+
+
+@njit(cache=True, nogil=True)
+def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
+    """Whether every token under ``node`` is a run of at most as many characters as the run of
+    states from q can still read (a bounded string): then all of them stay alive in it."""
+    if ch.length[q] == _UNKNOWN:
+        _chain(trans, q, ch)
+    if chars_below[node] > ch.length[q]:
+        return False
+    if below[node, 0] & ~ch.run_asc[q, 0] or below[node, 1] & ~ch.run_asc[q, 1]:
+        return False
+    if not (below[node, 2] or below[node, 3]):
+        return True
+    if not utf8_ok[node]:
+        return False
+    if ch.run_u8[q] == _UNKNOWN:
+        ch.run_u8[q] = 1 if _chain_reads_utf8(trans, q, ch.length[q], ch) else 0
+    return ch.run_u8[q] == 1
 
 
 @njit(cache=True, nogil=True)
 def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
-               sub_hi, below, utf8_ok):
+               sub_hi, below, utf8_ok, chars_below):
     """DFS over the trie from DFA state q0.
 
     Returns the inside bits and the crossing records: subtree root nodes with
@@ -154,6 +273,10 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     """
     loops = _self_loops(trans)
     closed = np.full(trans.shape[0], -1, dtype=np.int8)
+    ch_n = trans.shape[0]
+    chains = _Chains(np.full(ch_n, _UNKNOWN, dtype=np.int64), np.zeros((ch_n, 2), dtype=np.uint64),
+                     np.full(ch_n, _UNKNOWN, dtype=np.int64), np.full(ch_n, _UNKNOWN, dtype=np.int64),
+                     np.zeros((ch_n, 2), dtype=np.uint64), np.full(ch_n, _UNKNOWN, dtype=np.int64))
     # big whole-subtree ranges are marked in sorted order and turned into bits once at the end
     span = np.zeros(1, dtype=np.int32)
     use_span = False
@@ -192,7 +315,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
-            elif _stays(below, utf8_ok, ch, loops, closed, trans, q2):
+            elif _stays(below, utf8_ok, ch, loops, closed, trans, q2) or _counted(
+                    below, utf8_ok, chars_below, ch, trans, q2, chains):
                 lo = tok_lo[ch]
                 hi = sub_hi[ch]
                 if hi - lo > 8:
@@ -373,7 +497,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
         inside, node, ds, dn, cuts = _walk_trie(
             dfa.trans, dfa.accepting, np.int32(q),
             trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok,
+            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below,
         )
         out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
         if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:

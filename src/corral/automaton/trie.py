@@ -28,6 +28,7 @@ class TokenTrie:
     offs: np.ndarray  # int64 [n_tokens + 1]: token at sorted position k is flat[offs[k]:offs[k+1]]
     below: np.ndarray  # uint64 [n_nodes, 4]: the set of bytes read anywhere strictly below node i
     utf8_ok: np.ndarray  # bool [n_nodes]: every path below node i, read from a character boundary, is valid UTF-8
+    chars_below: np.ndarray  # int64 [n_nodes]: most characters (bytes that are not 80..BF) on a path below node i
 
     @property
     def n_nodes(self) -> int:
@@ -64,7 +65,7 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             dead.setflags(write=False)
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
-                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok)
+                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
@@ -133,7 +134,24 @@ def build_trie(token_bytes) -> TokenTrie:
         offs=np.concatenate([[0], np.cumsum([len(b) for b, _ in items])]).astype(np.int64),
         below=_bytes_below(child_ptr, child_node, child_byte, depth_a),
         utf8_ok=_utf8_ok_below(child_ptr, child_byte.astype(np.int32), child_node),
+        chars_below=_chars_below(child_ptr, child_byte.astype(np.int32), child_node),
     )
+
+
+@njit(cache=True)
+def _chars_below(child_ptr, child_byte, child_node):
+    """Per node, the most character starts (bytes outside 80..BF) on any path below it."""
+    n = child_ptr.shape[0] - 1
+    out = np.zeros(n, dtype=np.int64)
+    for node in range(n - 1, -1, -1):
+        best = 0
+        for e in range(child_ptr[node], child_ptr[node + 1]):
+            b = child_byte[e]
+            c = out[child_node[e]] + (0 if 0x80 <= b <= 0xBF else 1)
+            if c > best:
+                best = c
+        out[node] = best
+    return out
 
 
 @njit(cache=True)
