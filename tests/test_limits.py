@@ -186,3 +186,16 @@ def test_spent_budget_is_never_a_relaxation():
     schema = {"type": "string", "enum": [f"v{i}" for i in range(10_000)], "pattern": "^v"}
     with pytest.raises(BudgetError, match="max_seconds"):
         compile_grammar("json_schema", schema, limits=CompileLimits(max_seconds=0.3), strict=False)
+
+
+def test_schema_size_limit_is_both_unsupported_and_a_compile_limit():
+    # a keyword past a size limit names itself (pointer, keyword) and is a CompileLimitError too
+    from corral import SchemaTooLargeError, UnsupportedSchemaError
+
+    schema = {"properties": {"x": {"type": "string", "pattern": "(a|b)*a(a|b){20}"}}}
+    with pytest.raises(CompileLimitError) as info:
+        compile_grammar("json_schema", schema)
+    err = info.value
+    assert isinstance(err, SchemaTooLargeError) and isinstance(err, UnsupportedSchemaError)
+    assert err.pointer == "#/properties/x/pattern" and err.keyword == "pattern"
+    assert "max_states" in str(err)

@@ -55,6 +55,14 @@ class BudgetError(CompileLimitError):
     """
 
 
+class SchemaTooLargeError(UnsupportedSchemaError, CompileLimitError):
+    """A JSON Schema keyword would need an automaton or grammar past a size limit.
+
+    Both an ``UnsupportedSchemaError`` (with the keyword's JSON pointer) and a
+    ``CompileLimitError``, so either ``except`` clause sees it.
+    """
+
+
 class GenerationError(CorralError, RuntimeError):
     """Generation could not produce a complete sentence of the grammar.
 

@@ -12,8 +12,9 @@ Exceeding a budget raises ``corral.CompileLimitError`` whose message names the b
 (``max_seconds``, ``max_memory_mb``, ``max_dfa_states``, ``max_rules``, ``max_terminals``,
 ``max_depth``, ``max_source_chars``, ``max_repeat``). The two whole-compile budgets (time and
 memory) raise the subclass ``BudgetError``, which front ends never turn into anything else.
-A size limit hit inside one JSON Schema keyword is reported as
-``UnsupportedSchemaError`` with the keyword's pointer (``strict=False`` relaxes it instead).
+A size limit hit inside one JSON Schema keyword raises ``SchemaTooLargeError``, which is both a
+``CompileLimitError`` and an ``UnsupportedSchemaError`` carrying the keyword's JSON pointer
+(``strict=False`` relaxes that keyword instead).
 
 Time and memory are enforced two ways:
 

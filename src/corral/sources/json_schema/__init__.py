@@ -27,7 +27,7 @@ Semantics in brief:
 from __future__ import annotations
 
 from ...automaton.ir import GrammarIR
-from ...errors import BudgetError, CompileLimitError, GrammarError, UnsupportedSchemaError  # noqa: F401
+from ...errors import BudgetError, CompileLimitError, GrammarError, SchemaTooLargeError, UnsupportedSchemaError  # noqa: F401
 from .compiler import Compiler
 from .emit import Emitter
 from .keywords import KEYWORDS, keyword_table_markdown
@@ -64,9 +64,9 @@ def json_schema_to_ir(schema, *, strict: bool = True, whitespace: str = "compact
             meta["empty"] = True
             return GrammarIR(terminals=(), terminal_names=(), nonterminal_names=("never",), rules=(), start=0,
                              source="json_schema", meta=meta)
-    except BudgetError:
+    except (BudgetError, SchemaTooLargeError):
         raise
     except CompileLimitError as e:
-        raise UnsupportedSchemaError(f"too large to compile exactly: {e}", "#", None) from None
+        raise SchemaTooLargeError(f"too large to compile exactly: {e}", "#", None) from None
     except RecursionError:
         raise UnsupportedSchemaError("schema nesting too deep", "#", None) from None

@@ -6,7 +6,14 @@ import math
 from decimal import Decimal, InvalidOperation
 
 from ...automaton import dfa_ops as ops
-from ...errors import BudgetError, CompileLimitError, InvalidSchemaError, RegexError, UnsupportedSchemaError
+from ...errors import (
+    BudgetError,
+    CompileLimitError,
+    InvalidSchemaError,
+    RegexError,
+    SchemaTooLargeError,
+    UnsupportedSchemaError,
+)
 from . import numbers as nm
 from .keywords import ANNOTATION_KEYWORDS, UNSUPPORTED_KEYWORDS
 from .resolver import Ctx, Registry
@@ -413,9 +420,10 @@ class Compiler:
         return False
 
     # ---------------------------------------------------------------- schemas
-    def unsupported(self, msg: str, ctx: Ctx, keyword: str, what: str) -> None:
+    def unsupported(self, msg: str, ctx: Ctx, keyword: str, what: str, cause: Exception | None = None) -> None:
         if self.strict:
-            raise UnsupportedSchemaError(msg, _ptr(ctx, keyword), keyword)
+            cls = SchemaTooLargeError if isinstance(cause, CompileLimitError) else UnsupportedSchemaError
+            raise cls(msg, _ptr(ctx, keyword), keyword)
         self.relaxed.append({"pointer": _ptr(ctx, keyword), "keyword": keyword, "what": what})
 
     def sub(self, s, ctx: Ctx, *path) -> int:
@@ -478,8 +486,8 @@ class Compiler:
                 if self.strict:
                     if isinstance(e, _Unsup):
                         raise UnsupportedSchemaError(str(e.args[0]), _ptr(ctx, kw), kw) from None
-                    if isinstance(e, CompileLimitError):
-                        raise UnsupportedSchemaError(str(e), _ptr(ctx, kw), kw) from None
+                    if isinstance(e, CompileLimitError) and not isinstance(e, UnsupportedSchemaError):
+                        raise SchemaTooLargeError(str(e), _ptr(ctx, kw), kw) from None
                     raise
                 self.relaxed.append({"pointer": _ptr(ctx, kw), "keyword": kw, "what": f"ignored ({e})"})
                 if kw == "oneOf":
@@ -753,7 +761,7 @@ class Compiler:
                 num = ops.intersection(num, nm.compare_dfa(op, v))
             except (CompileLimitError, ValueError) as e:
                 _reraise_budget(e)
-                self.unsupported(f"{kw}: {e}", ctx, kw, "ignored")
+                self.unsupported(f"{kw}: {e}", ctx, kw, "ignored", e)
                 continue
             exp = exp_and(exp, EXP_DROP)
         if "multipleOf" in s:
@@ -765,7 +773,7 @@ class Compiler:
                 exp = exp_and(exp, EXP_DROP)
             except (CompileLimitError, InvalidOperation) as e:
                 _reraise_budget(e)
-                self.unsupported(f"multipleOf {k} cannot be enforced exactly: {e}", ctx, "multipleOf", "ignored")
+                self.unsupported(f"multipleOf {k} cannot be enforced exactly: {e}", ctx, "multipleOf", "ignored", e)
         if num is not None and num.is_empty:
             num = None
         return num, exp
@@ -791,7 +799,7 @@ class Compiler:
                 st = st & pattern_lang(p)
             except (RegexError, CompileLimitError) as e:
                 _reraise_budget(e)
-                self.unsupported(f"pattern {p!r}: {e}", ctx, "pattern", "ignored")
+                self.unsupported(f"pattern {p!r}: {e}", ctx, "pattern", "ignored", e)
         if "format" in s and self.format_assertion:
             f = s["format"]
             if isinstance(f, str):
@@ -800,13 +808,13 @@ class Compiler:
                 except (RegexError, CompileLimitError) as e:  # pragma: no cover
                     _reraise_budget(e)
                     fl = None
-                    self.unsupported(f"format {f!r}: {e}", ctx, "format", "ignored")
+                    self.unsupported(f"format {f!r}: {e}", ctx, "format", "ignored", e)
                 if fl is not None:
                     try:
                         st = st & fl
                     except CompileLimitError as e:
                         _reraise_budget(e)
-                        self.unsupported(f"format {f!r} with length bounds: {e}", ctx, "format", "ignored")
+                        self.unsupported(f"format {f!r} with length bounds: {e}", ctx, "format", "ignored", e)
                 elif f in KNOWN_UNIMPLEMENTED:
                     self.unsupported(f"format {f!r} is not implemented", ctx, "format", "ignored")
         return None if st.is_empty else st
