@@ -35,15 +35,12 @@ import json
 import multiprocessing as mp
 import sys
 import time
-import traceback
 from pathlib import Path
 from typing import Any
 
 if __package__ in (None, ""):  # allow `python benchmarks/bench_json_schema.py`
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     __package__ = "benchmarks"
-
-import numpy as np
 
 from benchmarks import common as C
 

@@ -32,28 +32,13 @@ def _check(case, rng: random.Random) -> None:
     assert not res.wrong, res.wrong[:3]
 
 
+# regexes vs Python's re, Lark grammars vs lark's Earley parser, schemas vs jsonschema, and
+# random bytes / token ids fed to matchers (which must never crash)
+@pytest.mark.parametrize("case", ["regex_case", "lark_case", "schema_case", "matcher_case"])
 @FAST
-@given(st.randoms(use_true_random=False))
-def test_random_regexes_agree_with_python_re(rng):
-    _check(fuzz.regex_case, rng)
-
-
-@FAST
-@given(st.randoms(use_true_random=False))
-def test_random_lark_grammars_agree_with_lark_earley(rng):
-    _check(fuzz.lark_case, rng)
-
-
-@FAST
-@given(st.randoms(use_true_random=False))
-def test_random_schemas_agree_with_jsonschema(rng):
-    _check(fuzz.schema_case, rng)
-
-
-@FAST
-@given(st.randoms(use_true_random=False))
-def test_random_input_never_crashes_a_matcher(rng):
-    _check(fuzz.matcher_case, rng)
+@given(rng=st.randoms(use_true_random=False))
+def test_random_inputs_agree_with_their_oracle(case, rng):
+    _check(getattr(fuzz, case), rng)
 
 
 @settings(max_examples=60, deadline=None, derandomize=True)

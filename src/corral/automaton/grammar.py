@@ -12,7 +12,6 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .dfa import ByteDFA
 from .masks import terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize

@@ -105,41 +105,44 @@ def _continue_all(trans, states, n_states, lo, hi, out):
     return m
 
 
+# UTF-8 lead bytes (first, last) with the continuation bytes they take (k) and the range of the
+# first of those (lo, hi); the others are always 80..BF
+_UTF8_LEADS = np.array([
+    (0xC2, 0xDF, 1, 0x80, 0xBF),
+    (0xE0, 0xE0, 2, 0xA0, 0xBF),
+    (0xE1, 0xEC, 2, 0x80, 0xBF),
+    (0xED, 0xED, 2, 0x80, 0x9F),
+    (0xEE, 0xEF, 2, 0x80, 0xBF),
+    (0xF0, 0xF0, 3, 0x90, 0xBF),
+    (0xF1, 0xF3, 3, 0x80, 0xBF),
+    (0xF4, 0xF4, 3, 0x80, 0x8F),
+], dtype=np.int64)
+
+
 @njit(cache=True, nogil=True)
 def _utf8_leads(trans, q, target):
     """Whether every non-ASCII UTF-8 character read from q leads to ``target`` through live
     states (with target == q: q is 'any character here', as inside a JSON string)."""
     a = np.empty(8, dtype=np.int64)
     b = np.empty(8, dtype=np.int64)
-    for lead in range(0xC2, 0xF5):
-        if lead <= 0xDF:
-            k, lo, hi = 1, 0x80, 0xBF
-        elif lead == 0xE0:
-            k, lo, hi = 2, 0xA0, 0xBF
-        elif lead == 0xED:
-            k, lo, hi = 2, 0x80, 0x9F
-        elif lead <= 0xEF:
-            k, lo, hi = 2, 0x80, 0xBF
-        elif lead == 0xF0:
-            k, lo, hi = 3, 0x90, 0xBF
-        elif lead == 0xF4:
-            k, lo, hi = 3, 0x80, 0x8F
-        else:
-            k, lo, hi = 3, 0x80, 0xBF
-        s1 = trans[q, lead]
-        if s1 < 0:
-            return False
-        a[0] = s1
-        m = 1
-        for level in range(k):
-            m = _continue_all(trans, a, m, lo, hi, b)
-            if m < 0:
+    for row in range(_UTF8_LEADS.shape[0]):
+        k = _UTF8_LEADS[row, 2]
+        for lead in range(_UTF8_LEADS[row, 0], _UTF8_LEADS[row, 1] + 1):
+            lo, hi = _UTF8_LEADS[row, 3], _UTF8_LEADS[row, 4]
+            s1 = trans[q, lead]
+            if s1 < 0:
                 return False
-            a, b = b, a
-            lo, hi = 0x80, 0xBF
-        for j in range(m):
-            if a[j] != target:
-                return False
+            a[0] = s1
+            m = 1
+            for level in range(k):
+                m = _continue_all(trans, a, m, lo, hi, b)
+                if m < 0:
+                    return False
+                a, b = b, a
+                lo, hi = 0x80, 0xBF
+            for j in range(m):
+                if a[j] != target:
+                    return False
     return True
 
 
@@ -357,7 +360,6 @@ def _resolve_crossing(
     same form, for the caller to resolve one parser step further.
     """
     bits = np.zeros(n_words, dtype=np.uint32)
-    n_nodes = child_ptr.shape[0] - 1
     o_node = np.empty(16, dtype=np.int32)
     o_ds = np.empty(16, dtype=np.int32)
     o_dn = np.empty(16, dtype=np.int32)

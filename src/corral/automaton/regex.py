@@ -26,7 +26,6 @@ dialect uses the same tables: exact for ASCII, close elsewhere).
 
 from __future__ import annotations
 
-import bisect
 from functools import lru_cache
 
 import numpy as np

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from decimal import Decimal, InvalidOperation
+from decimal import InvalidOperation
 
 from ...automaton import dfa_ops as ops
 from ...errors import (
