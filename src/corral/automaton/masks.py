@@ -70,15 +70,17 @@ def _set_bits(bits, sorted_ids, lo, hi):
 
 
 @njit(cache=True, nogil=True)
-def _self_loops(trans):
-    """Per DFA state, the 256-bit set of bytes that lead back to the same state."""
-    n = trans.shape[0]
-    loops = np.zeros((n, 4), dtype=np.uint64)
-    for q in range(n):
-        for b in range(256):
-            if trans[q, b] == q:
-                loops[q, b >> 6] |= np.uint64(1) << np.uint64(b & 63)
-    return loops
+def _self_loop(trans, loops, known, q):
+    """Fill ``loops[q]`` once: the 256-bit set of bytes that lead from q back to q.
+
+    Per state on demand: a bounded string's DFA has tens of thousands of states, and a walk
+    visits a handful of them."""
+    if known[q]:
+        return
+    for b in range(256):
+        if trans[q, b] == q:
+            loops[q, b >> 6] |= np.uint64(1) << np.uint64(b & 63)
+    known[q] = True
 
 
 @njit(cache=True, nogil=True)
@@ -147,12 +149,13 @@ def _utf8_leads(trans, q, target):
 
 
 @njit(cache=True, nogil=True)
-def _stays(below, utf8_ok, node, loops, closed, trans, q):
+def _stays(below, utf8_ok, node, loops, known, closed, trans, q):
     """Whether every token under ``node`` stays alive in q's loop.
 
     Either all bytes below loop on q, or the ASCII ones do and the rest are valid UTF-8
     characters that q reads as a whole (``closed``: -1 not yet known, 0 no, 1 yes).
     """
+    _self_loop(trans, loops, known, q)
     if below[node, 0] & ~loops[q, 0] or below[node, 1] & ~loops[q, 1]:
         return False
     if not (below[node, 2] & ~loops[q, 2] or below[node, 3] & ~loops[q, 3]):
@@ -175,6 +178,23 @@ _Chains = namedtuple("_Chains", ["succ", "asc", "u8step", "length", "run_asc", "
 def _content_successor(trans, q):
     """The state most printable ASCII bytes lead to from q (-1 if none): the next position of
     a counted run of characters, as in a string with maxLength."""
+    # a majority (the usual case) is found in two passes
+    cand = -1
+    votes = 0
+    for b in range(0x20, 0x7F):
+        t = trans[q, b]
+        if votes == 0:
+            cand, votes = t, 1
+        elif t == cand:
+            votes += 1
+        else:
+            votes -= 1
+    c = 0
+    for b in range(0x20, 0x7F):
+        if trans[q, b] == cand:
+            c += 1
+    if cand >= 0 and 2 * c > 0x7F - 0x20:
+        return cand
     best = -1
     best_n = 0
     for b in range(0x20, 0x7F):
@@ -205,13 +225,14 @@ def _step_info(trans, s, succ, asc):
 
 
 @njit(cache=True, nogil=True)
-def _chain(trans, q, ch):
+def _chain(trans, q, ch, cap):
     """Fill ``ch`` for q: the run q -> succ -> ... of states that read the same ASCII bytes as q
-    does, each to the next: its length in characters (endless when it cycles) and that byte set.
+    does, each to the next: its length in characters (endless when it cycles, or when it is
+    longer than ``cap``, the most characters any token has) and that byte set.
     Whether each step also reads any non-ASCII character as one step is left unknown: it is
     costly and only needed below non-ASCII bytes."""
     succ, asc = ch.succ, ch.asc
-    n = trans.shape[0]
+    n = min(trans.shape[0], cap)
     _step_info(trans, q, succ, asc)
     a0 = asc[q, 0]
     a1 = asc[q, 1]
@@ -232,7 +253,7 @@ def _chain(trans, q, ch):
 def _chain_reads_utf8(trans, q, length, ch):
     """Every step of the run from q (up to ``length`` steps) reads any non-ASCII character as one step."""
     s = q
-    for _ in range(min(length, trans.shape[0] + 1)):
+    for _ in range(length):
         t = ch.succ[s]
         if t < 0:
             return True
@@ -249,7 +270,7 @@ def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
     """Whether every token under ``node`` is a run of at most as many characters as the run of
     states from q can still read (a bounded string): then all of them stay alive in it."""
     if ch.length[q] == _UNKNOWN:
-        _chain(trans, q, ch)
+        _chain(trans, q, ch, chars_below[0] + 1)
     if chars_below[node] > ch.length[q]:
         return False
     if below[node, 0] & ~ch.run_asc[q, 0] or below[node, 1] & ~ch.run_asc[q, 1]:
@@ -259,7 +280,7 @@ def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
     if not utf8_ok[node]:
         return False
     if ch.run_u8[q] == _UNKNOWN:
-        ch.run_u8[q] = 1 if _chain_reads_utf8(trans, q, ch.length[q], ch) else 0
+        ch.run_u8[q] = 1 if _chain_reads_utf8(trans, q, min(ch.length[q], chars_below[0] + 1), ch) else 0
     return ch.run_u8[q] == 1
 
 
@@ -274,7 +295,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     identifier's tail) is inside as a whole and is not walked: its tokens never
     leave the terminal, so they add no crossing records.
     """
-    loops = _self_loops(trans)
+    loops = np.zeros((trans.shape[0], 4), dtype=np.uint64)
+    known = np.zeros(trans.shape[0], dtype=np.bool_)
     closed = np.full(trans.shape[0], -1, dtype=np.int8)
     ch_n = trans.shape[0]
     chains = _Chains(np.full(ch_n, _UNKNOWN, dtype=np.int64), np.zeros((ch_n, 2), dtype=np.uint64),
@@ -318,7 +340,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
-            elif _stays(below, utf8_ok, ch, loops, closed, trans, q2) or _counted(
+            elif _stays(below, utf8_ok, ch, loops, known, closed, trans, q2) or _counted(
                     below, utf8_ok, chars_below, ch, trans, q2, chains):
                 lo = tok_lo[ch]
                 hi = sub_hi[ch]
@@ -345,6 +367,149 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                 tid = sorted_ids[k]
                 inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
     return inside, rec_node[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], cuts[:n_cut]
+
+
+def _new_chains(n: int) -> _Chains:
+    return _Chains(np.full(n, _UNKNOWN, dtype=np.int64), np.zeros((n, 2), dtype=np.uint64),
+                   np.full(n, _UNKNOWN, dtype=np.int64), np.full(n, _UNKNOWN, dtype=np.int64),
+                   np.zeros((n, 2), dtype=np.uint64), np.full(n, _UNKNOWN, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
+def _run_from(trans, q, cap, ch):
+    """The counted run of characters that starts at q (see ``_chain``): its length (at most
+    ``cap + 1``; -1 when q has no content successor), its ASCII byte set, and whether each
+    of its steps reads any non-ASCII character as one step. ``ch`` memoises per state, so a
+    DFA's chains may be kept across calls (with the same cap)."""
+    if ch.length[q] == _UNKNOWN:
+        _chain(trans, q, ch, cap)
+    if ch.succ[q] < 0:
+        return -1, np.uint64(0), np.uint64(0), False
+    length = min(ch.length[q], cap + 1)
+    if ch.run_u8[q] == _UNKNOWN:
+        ch.run_u8[q] = 1 if _chain_reads_utf8(trans, q, length, ch) else 0
+    return length, ch.run_asc[q, 0], ch.run_asc[q, 1], ch.run_u8[q] == 1
+
+
+@njit(cache=True, nogil=True)
+def _run_chars(flat, offs, asc0, asc1, utf8):
+    """Per token (sorted position): its length in characters if every character is one a run
+    with ASCII set (asc0, asc1) reads (and, with ``utf8``, any whole non-ASCII character);
+    otherwise -1."""
+    n = offs.shape[0] - 1
+    out = np.empty(n, dtype=np.int32)
+    for k in range(n):
+        i = offs[k]
+        end = offs[k + 1]
+        c = 0
+        while i < end:
+            b = flat[i]
+            if b < 128:
+                word = asc0 if b < 64 else asc1
+                if not (word >> np.uint64(b & 63)) & np.uint64(1):
+                    c = -1
+                    break
+                i += 1
+            else:
+                if not utf8:
+                    c = -1
+                    break
+                k_cont = -1
+                for row in range(_UTF8_LEADS.shape[0]):
+                    if _UTF8_LEADS[row, 0] <= b <= _UTF8_LEADS[row, 1]:
+                        k_cont = _UTF8_LEADS[row, 2]
+                        lo = _UTF8_LEADS[row, 3]
+                        hi = _UTF8_LEADS[row, 4]
+                        break
+                if k_cont < 0 or i + k_cont >= end:
+                    c = -1
+                    break
+                ok = True
+                for j in range(1, k_cont + 1):
+                    cb = flat[i + j]
+                    if cb < lo or cb > hi:
+                        ok = False
+                        break
+                    lo, hi = 0x80, 0xBF
+                if not ok:
+                    c = -1
+                    break
+                i += k_cont + 1
+            c += 1
+        out[k] = c
+    return out
+
+
+@njit(cache=True, nogil=True)
+def _child(child_ptr, child_byte, child_node, node, b):
+    """The child of ``node`` along byte b (binary search; children are sorted by byte)."""
+    lo = child_ptr[node]
+    hi = child_ptr[node + 1]
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if child_byte[mid] < b:
+            lo = mid + 1
+        else:
+            hi = mid
+    return child_node[lo]
+
+
+@njit(cache=True, nogil=True)
+def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n_words,
+              child_ptr, child_byte, child_node, sub_hi):
+    """``_walk_trie``'s result for a state q0 that starts a run of ``length`` characters.
+
+    Tokens made only of the run's characters, and no longer than it, stay inside without
+    being read; every other token is read byte by byte from q0. Where one dies after the
+    terminal could have ended, its record covers the whole subtree that dies there, and the
+    tokens of that subtree are skipped.
+    """
+    inside = np.zeros(n_words, dtype=np.uint32)
+    n = offs.shape[0] - 1
+    # at most one record per token and one cut per byte: no growing (which slowed the loop ten-fold)
+    rec_node = np.empty(n, dtype=np.int32)
+    rec_ds = np.empty(n, dtype=np.int32)
+    rec_dn = np.empty(n, dtype=np.int32)
+    cuts = np.empty(flat.shape[0], dtype=np.int32)
+    n_rec = 0
+    n_cut = 0
+    k = 0
+    while k < n:
+        c = run_chars[k]
+        if c >= 0 and c <= length:
+            tid = sorted_ids[k]
+            inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+            k += 1
+            continue
+        base = offs[k]
+        q = q0
+        nacc = 0
+        died = -1
+        for i in range(base, offs[k + 1]):
+            q = trans[q, flat[i]]
+            if q < 0:
+                died = i - base
+                break
+            if accepting[q]:
+                cuts[n_cut + nacc] = i - base + 1
+                nacc += 1
+        if died < 0:
+            tid = sorted_ids[k]
+            inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+            k += 1
+            continue
+        # every token below the node of the first died + 1 bytes dies the same way
+        node = 0
+        for i in range(base, base + died + 1):
+            node = _child(child_ptr, child_byte, child_node, node, flat[i])
+        if nacc > 0:
+            rec_node[n_rec] = node
+            rec_ds[n_rec] = n_cut
+            rec_dn[n_rec] = nacc
+            n_rec += 1
+            n_cut += nacc
+        k = max(k + 1, np.int64(sub_hi[node]))
+    return inside, rec_node[:n_rec].copy(), rec_ds[:n_rec].copy(), rec_dn[:n_rec].copy(), cuts[:n_cut].copy()
 
 
 @njit(cache=True, nogil=True)
@@ -496,11 +661,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     if out is None:
         trie = trie_for(vocab)
         t0 = time.perf_counter()
-        inside, node, ds, dn, cuts = _walk_trie(
-            dfa.trans, dfa.accepting, np.int32(q),
-            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below,
-        )
+        inside, node, ds, dn, cuts = _walk(vocab, trie, dfa, q)
         out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
         if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:
             _save(path, out)
@@ -510,6 +671,68 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
         out = _tsm_cache.setdefault(rkey, out)
         _tsm_cache.setdefault(key, out)
     return _tsm_cache[key]
+
+
+def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True) -> tuple:
+    """The inside bits and crossing records of state q: read token by token when q starts a
+    long run of characters that most tokens stay inside (a bounded string's content, whose
+    every position is a new state), else by the trie walk."""
+    if runs:
+        cap = int(trie.chars_below[0])
+        key = (dfa.key(), cap)
+        chains = _dfa_chains.get(key)
+        if chains is None:
+            if len(_dfa_chains) > 256:
+                _dfa_chains.clear()
+            chains = _dfa_chains[key] = _new_chains(dfa.trans.shape[0])
+        length, asc0, asc1, utf8 = _run_from(dfa.trans, np.int32(q), cap, chains)
+        # a narrow run (a literal, digits) kills most tokens at once, and a short one leaves
+        # most tokens to read: the trie walk is quicker for both
+        if length >= _RUN_MIN_LENGTH and int(asc0).bit_count() + int(asc1).bit_count() >= _RUN_MIN_ASCII:
+            cls = _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
+            if cls.n_read(length) <= _RUN_MAX_READ * len(cls.chars):
+                return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
+                                 trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
+                                 trie.sub_hi)
+    return _walk_trie(
+        dfa.trans, dfa.accepting, np.int32(q),
+        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
+        vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below,
+    )
+
+
+_dfa_chains: dict[tuple, _Chains] = {}  # per (DFA, cap): chain facts, shared by its states' walks
+_RUN_MIN_LENGTH = 8
+_RUN_MIN_ASCII = 64  # of the 95 printable ASCII characters
+_RUN_MAX_READ = 0.2  # read token by token only when at most this share of the vocabulary needs reading
+
+
+@dataclass(frozen=True, eq=False)
+class _RunClass:
+    """The vocabulary seen from one run's character set: each token's length in characters
+    (-1 if it has a character outside the set), and how many tokens are at most k long."""
+
+    chars: np.ndarray  # int32 [n_tokens], in trie (sorted) order
+    at_most: np.ndarray  # int64 [max_chars + 2]: at_most[k] = tokens of the set with <= k characters
+
+    def n_read(self, length: int) -> int:
+        """Tokens a walk over a run of ``length`` characters must read byte by byte."""
+        return len(self.chars) - int(self.at_most[min(length, len(self.at_most) - 1)])
+
+
+_run_classes: dict[tuple, _RunClass] = {}
+
+
+def _run_class(vocab, trie: TokenTrie, asc0: int, asc1: int, utf8: bool) -> _RunClass:
+    key = (vocab.fingerprint, asc0, asc1, utf8)
+    cls = _run_classes.get(key)
+    if cls is None:
+        chars = _run_chars(trie.flat, trie.offs, np.uint64(asc0), np.uint64(asc1), utf8)
+        counts = np.bincount(chars[chars >= 0], minlength=int(trie.chars_below[0]) + 2)
+        cls = _RunClass(chars, np.cumsum(counts))
+        with _tsm_lock:
+            cls = _run_classes.setdefault(key, cls)
+    return cls
 
 
 @njit(cache=True, nogil=True)

@@ -1,0 +1,68 @@
+"""Terminal-state masks: the token-by-token walk over runs of characters must give exactly
+what the trie walk gives, for every state of terminals with counted and looping runs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from corral.automaton import dfa_ops as ops
+from corral.automaton import masks as M
+from corral.automaton.dfa import ByteDFA
+from corral.automaton.regex import regex_to_char_dfa
+from corral.automaton.trie import trie_for
+from corral.sources.json_schema.strings import StrLang
+from corral.vocab import Vocabulary
+
+
+def _records(walk) -> list:
+    _, node, ds, dn, cuts = walk
+    return sorted((int(n), tuple(cuts[d:d + k].tolist())) for n, d, k in zip(node, ds, dn))
+
+
+def _assert_same_walks(vocab, dfa: ByteDFA) -> int:
+    """Compare both walks from every state; return how many states took the run walk."""
+    trie = trie_for(vocab)
+    used = 0
+    for q in range(dfa.trans.shape[0]):
+        fast = M._walk(vocab, trie, dfa, q, runs=True)
+        slow = M._walk(vocab, trie, dfa, q, runs=False)
+        assert np.array_equal(fast[0], slow[0]), f"inside bits differ at state {q}"
+        assert _records(fast) == _records(slow), f"crossing records differ at state {q}"
+        cap = int(trie.chars_below[0])
+        length, asc0, asc1, utf8 = M._run_from(dfa.trans, np.int32(q), cap, M._new_chains(dfa.trans.shape[0]))
+        if length > 0:
+            cls = M._run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
+            used += cls.n_read(length) <= M._RUN_MAX_READ * len(cls.chars)
+    return used
+
+
+@pytest.fixture(scope="module")
+def vocab(smollm_tokenizer):
+    return Vocabulary.from_tokenizer(smollm_tokenizer)
+
+
+@pytest.mark.parametrize("lo,hi", [(0, 20), (5, 60), (50, 64), (3, None), (0, None)])
+def test_json_string_lengths(vocab, lo, hi):
+    dfa = ops.concat(StrLang.length(lo, hi).to_dfa().to_byte_dfa("json"), ByteDFA.literal(b'"'))
+    assert _assert_same_walks(vocab, dfa) > 0
+
+
+@pytest.mark.parametrize("pattern", [r"[^\n]{0,30}\n", r".{10,40}", r"[ -~]{3,50}(x|\.\n)", r"[^<]{1,20}<[a-z]{2,9}"])
+def test_broad_regex_runs(vocab, pattern):
+    dfa = regex_to_char_dfa(pattern).to_byte_dfa("utf8")
+    assert _assert_same_walks(vocab, dfa) > 0
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    cls=st.sampled_from([r"[a-z]", r"[ -~]", r"[^\"\\]", r".", r"[a-zA-Z0-9_]", r"[é\u4e00-\u9fff a-c]"]),
+    lo=st.integers(0, 12),
+    extra=st.integers(0, 30),
+    tail=st.sampled_from(["", "!", r"\.", "[0-9]+"]),
+)
+def test_random_counted_runs(vocab, cls, lo, extra, tail):
+    dfa = regex_to_char_dfa(f"{cls}{{{lo},{lo + extra}}}{tail}").to_byte_dfa("utf8")
+    _assert_same_walks(vocab, dfa)
