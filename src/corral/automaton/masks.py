@@ -759,15 +759,21 @@ def _residual_hash(trans, accepting, q):
         v = np.uint64(3 if accepting[s] else 2)
         h1 = (h1 ^ v) * p1
         h2 = (h2 ^ v) * p2 + np.uint64(0x9E3779B97F4A7C15)
-        for b in range(256):
+        # the row as runs of equal successors: (successor's number, run end) pairs
+        b = 0
+        while b < 256:
             t = trans[s, b]
+            e = b + 1
+            while e < 256 and trans[s, e] == t:
+                e += 1
             if t >= 0 and index[t] < 0:
                 index[t] = m
                 order[m] = t
                 m += 1
-            v = np.uint64(index[t] + 2) if t >= 0 else np.uint64(1)
+            v = (np.uint64(index[t] + 2) if t >= 0 else np.uint64(1)) | (np.uint64(e) << np.uint64(40))
             h1 = (h1 ^ v) * p1
             h2 = (h2 ^ v) * p2 + np.uint64(0x9E3779B97F4A7C15)
+            b = e
     return h1, h2
 
 
