@@ -448,6 +448,11 @@ class Matcher:
         if bitmask.shape[1] > n:
             bitmask[row, n:] = 0
 
+    def mask_is_cached(self) -> bool:
+        """Whether this state's mask is already computed, so that reading it costs a lookup."""
+        s = self._hist[-1]
+        return s == TERMINATED or s in self._m._state_masks
+
     def allowed_token_ids(self) -> torch.Tensor:
         m = self.next_token_mask()
         bits = np.unpackbits(m.view(np.uint8), bitorder="little")[: self._m.vocab.size]

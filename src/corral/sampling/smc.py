@@ -4,8 +4,10 @@ Target: ``P(x | x in L)`` over complete sequences (EOS included) of at most ``ma
 tokens.  Each particle extends by one AWRS step per round -- an exact draw from the locally
 masked distribution -- and multiplies its weight by the step's unbiased estimate of the local
 allowed mass ``Z_t``, so ``(particle, weight)`` stays properly weighted for ``P(x) 1[x in L]``.
-When the effective sample size falls below ``ess_threshold * N`` the particles are resampled
-(multinomially) and their weights set to the mean weight, which keeps
+Where the state's mask is already cached, the step's weight is ``Z_t`` itself (the estimate's
+expectation: a Rao-Blackwellisation that costs one lookup). When the effective sample size falls
+below ``ess_threshold * N`` the particles are resampled (systematically) and their weights set to
+the mean weight, which keeps
 
     log Z-hat = log mean(final weights)
 
@@ -101,6 +103,19 @@ class _Particle:
         return c
 
 
+def _log_mass(logp: np.ndarray, ids: np.ndarray) -> float:
+    ids = ids[ids < logp.shape[0]]
+    return logsumexp(logp[ids])
+
+
+def _systematic(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Systematic resampling: ancestor indices with E[copies of i] = n w_i, less variance than
+    multinomial draws (one uniform shared by n evenly spaced points)."""
+    n = w.shape[0]
+    points = (rng.random() + np.arange(n)) / n
+    return np.minimum(np.searchsorted(np.cumsum(w), points, side="right"), n - 1)
+
+
 def _masked_step(logp: np.ndarray, ids: np.ndarray, rng: np.random.Generator) -> AWRSStep:
     ids = ids[ids < logp.shape[0]]
     pa = np.exp(logp[ids])
@@ -132,8 +147,9 @@ def smc(
 
     ``prompt``: text / chat messages (encoded like ``corral.generate``) or token ids.
     ``ess_threshold``: resample when ESS < ``ess_threshold * n_particles`` (0: never, 1: always).
-    ``proposal``: ``"awrs"`` (few single-token checks, estimated local weights) or ``"mask"``
-    (the full mask each step: same proposal distribution, exact local weights, less variance).
+    ``proposal``: ``"awrs"`` (few single-token checks, estimated local weights; the exact local
+    weight where the state's mask is already cached) or ``"mask"`` (the full mask each step:
+    same proposal distribution, exact local weights, less variance).
     """
     if proposal not in ("awrs", "mask"):
         raise ValueError(f"proposal must be 'awrs' or 'mask', not {proposal!r}")
@@ -163,7 +179,12 @@ def smc(
             logp = logps[rows[i]]
             m = p.matcher
             if proposal == "awrs":
-                st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m))
+                exact = m.mask_is_cached()
+                st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m),
+                               proper_weights=not exact)
+                if exact and st.token >= 0:
+                    # Rao-Blackwellised: the estimate's expectation, Z itself, costs nothing here
+                    st.log_weight = _log_mass(logp, allowed_ids(m))
             else:
                 st = _masked_step(logp, allowed_ids(m), rng)
             p.checks += st.n_checks
@@ -189,7 +210,7 @@ def smc(
         ess = 1.0 / float((w**2).sum())
         ess_hist.append(ess)
         if ess < ess_threshold * n:
-            anc = rng.choice(n, size=n, p=w / w.sum())
+            anc = _systematic(w / w.sum(), rng)
             mean = log_mean_exp(lw)
             new = []
             for a in anc:
@@ -241,3 +262,4 @@ def smc(
         lm.forward_calls,
         {"model": t_lm, "total": total},
     )
+
