@@ -31,7 +31,7 @@ import numpy as np
 from numba import njit
 
 from .dfa import ByteDFA
-from .trie import TokenTrie, trie_for
+from .trie import TokenTrie, _utf8_step, trie_for
 
 
 @njit(cache=True, nogil=True)
@@ -399,44 +399,26 @@ def _run_chars(flat, offs, asc0, asc1, utf8):
     n = offs.shape[0] - 1
     out = np.empty(n, dtype=np.int32)
     for k in range(n):
-        i = offs[k]
-        end = offs[k + 1]
         c = 0
-        while i < end:
+        u = 0  # the UTF-8 automaton's state: 0 at a character boundary
+        for i in range(offs[k], offs[k + 1]):
             b = flat[i]
             if b < 128:
                 word = asc0 if b < 64 else asc1
-                if not (word >> np.uint64(b & 63)) & np.uint64(1):
+                if u != 0 or not (word >> np.uint64(b & 63)) & np.uint64(1):
                     c = -1
                     break
-                i += 1
+            elif not utf8:
+                c = -1
+                break
             else:
-                if not utf8:
+                u = _utf8_step(u, b)
+                if u < 0:
                     c = -1
                     break
-                k_cont = -1
-                for row in range(_UTF8_LEADS.shape[0]):
-                    if _UTF8_LEADS[row, 0] <= b <= _UTF8_LEADS[row, 1]:
-                        k_cont = _UTF8_LEADS[row, 2]
-                        lo = _UTF8_LEADS[row, 3]
-                        hi = _UTF8_LEADS[row, 4]
-                        break
-                if k_cont < 0 or i + k_cont >= end:
-                    c = -1
-                    break
-                ok = True
-                for j in range(1, k_cont + 1):
-                    cb = flat[i + j]
-                    if cb < lo or cb > hi:
-                        ok = False
-                        break
-                    lo, hi = 0x80, 0xBF
-                if not ok:
-                    c = -1
-                    break
-                i += k_cont + 1
-            c += 1
-        out[k] = c
+            if u == 0:
+                c += 1
+        out[k] = c if u == 0 else -1
     return out
 
 
