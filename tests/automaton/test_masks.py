@@ -31,11 +31,7 @@ def _assert_same_walks(vocab, dfa: ByteDFA) -> int:
         slow = M._walk(vocab, trie, dfa, q, runs=False)
         assert np.array_equal(fast[0], slow[0]), f"inside bits differ at state {q}"
         assert _records(fast) == _records(slow), f"crossing records differ at state {q}"
-        cap = int(trie.chars_below[0])
-        length, asc0, asc1, utf8 = M._run_from(dfa.trans, np.int32(q), cap, M._new_chains(dfa.trans.shape[0]))
-        if length > 0:
-            cls = M._run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
-            used += cls.n_read(length) <= M._RUN_MAX_READ * len(cls.chars)
+        used += M._run_plan(vocab, trie, dfa, q, M._new_facts(dfa.trans.shape[0])) is not None
     return used
 
 

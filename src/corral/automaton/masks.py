@@ -149,13 +149,15 @@ def _utf8_leads(trans, q, target):
 
 
 @njit(cache=True, nogil=True)
-def _stays(below, utf8_ok, node, loops, known, closed, trans, q):
+def _stays(below, utf8_ok, node, f, trans, q):
     """Whether every token under ``node`` stays alive in q's loop.
 
     Either all bytes below loop on q, or the ASCII ones do and the rest are valid UTF-8
-    characters that q reads as a whole (``closed``: -1 not yet known, 0 no, 1 yes).
+    characters that q reads as a whole (``f.closed``: -1 not yet known, 0 no, 1 yes).
     """
-    _self_loop(trans, loops, known, q)
+    _self_loop(trans, f.loops, f.known, q)
+    loops = f.loops
+    closed = f.closed
     if below[node, 0] & ~loops[q, 0] or below[node, 1] & ~loops[q, 1]:
         return False
     if not (below[node, 2] & ~loops[q, 2] or below[node, 3] & ~loops[q, 3]):
@@ -170,8 +172,17 @@ def _stays(below, utf8_ok, node, loops, known, closed, trans, q):
 _UNKNOWN = -2
 _ENDLESS = 1 << 30
 
-# Per walk, per DFA state: runs of states that read one character per step (bounded strings).
-_Chains = namedtuple("_Chains", ["succ", "asc", "u8step", "length", "run_asc", "run_u8"])
+# Per DFA state, memoised across the walks of one DFA: its self-loop bytes (``loops``, filled
+# where ``known``), whether it reads every non-ASCII character as a loop (``closed``), and the
+# run of states that read one character per step from it (bounded strings; see ``_chain``).
+_Facts = namedtuple("_Facts", ["loops", "known", "closed", "succ", "asc", "u8step", "length", "run_asc", "run_u8"])
+
+
+def _new_facts(n: int) -> _Facts:
+    return _Facts(np.zeros((n, 4), dtype=np.uint64), np.zeros(n, dtype=np.bool_), np.full(n, -1, dtype=np.int8),
+                  np.full(n, _UNKNOWN, dtype=np.int64), np.zeros((n, 2), dtype=np.uint64),
+                  np.full(n, _UNKNOWN, dtype=np.int64), np.full(n, _UNKNOWN, dtype=np.int64),
+                  np.zeros((n, 2), dtype=np.uint64), np.full(n, _UNKNOWN, dtype=np.int64))
 
 
 @njit(cache=True, nogil=True)
@@ -286,8 +297,8 @@ def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
 
 @njit(cache=True, nogil=True)
 def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
-               sub_hi, below, utf8_ok, chars_below):
-    """DFS over the trie from DFA state q0.
+               sub_hi, below, utf8_ok, chars_below, facts):
+    """DFS over the trie from DFA state q0 (``facts``: the DFA's ``_Facts``, filled as needed).
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
@@ -295,13 +306,6 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     identifier's tail) is inside as a whole and is not walked: its tokens never
     leave the terminal, so they add no crossing records.
     """
-    loops = np.zeros((trans.shape[0], 4), dtype=np.uint64)
-    known = np.zeros(trans.shape[0], dtype=np.bool_)
-    closed = np.full(trans.shape[0], -1, dtype=np.int8)
-    ch_n = trans.shape[0]
-    chains = _Chains(np.full(ch_n, _UNKNOWN, dtype=np.int64), np.zeros((ch_n, 2), dtype=np.uint64),
-                     np.full(ch_n, _UNKNOWN, dtype=np.int64), np.full(ch_n, _UNKNOWN, dtype=np.int64),
-                     np.zeros((ch_n, 2), dtype=np.uint64), np.full(ch_n, _UNKNOWN, dtype=np.int64))
     # big whole-subtree ranges are marked in sorted order and turned into bits once at the end
     span = np.zeros(1, dtype=np.int32)
     use_span = False
@@ -340,8 +344,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
                     n_cut += nacc
                     n_rec += 1
-            elif _stays(below, utf8_ok, ch, loops, known, closed, trans, q2) or _counted(
-                    below, utf8_ok, chars_below, ch, trans, q2, chains):
+            elif _stays(below, utf8_ok, ch, facts, trans, q2) or _counted(
+                    below, utf8_ok, chars_below, ch, trans, q2, facts):
                 lo = tok_lo[ch]
                 hi = sub_hi[ch]
                 if hi - lo > 8:
@@ -369,23 +373,17 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     return inside, rec_node[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], cuts[:n_cut]
 
 
-def _new_chains(n: int) -> _Chains:
-    return _Chains(np.full(n, _UNKNOWN, dtype=np.int64), np.zeros((n, 2), dtype=np.uint64),
-                   np.full(n, _UNKNOWN, dtype=np.int64), np.full(n, _UNKNOWN, dtype=np.int64),
-                   np.zeros((n, 2), dtype=np.uint64), np.full(n, _UNKNOWN, dtype=np.int64))
-
-
 @njit(cache=True, nogil=True)
-def _run_from(trans, q, cap, ch):
-    """The counted run of characters that starts at q (see ``_chain``): its length (at most
-    ``cap + 1``; -1 when q has no content successor), its ASCII byte set, and whether each
-    of its steps reads any non-ASCII character as one step. ``ch`` memoises per state, so a
-    DFA's chains may be kept across calls (with the same cap)."""
+def _run_from(trans, q, chars_below, ch):
+    """The counted run of characters that starts at q (see ``_chain``): its length (at most one
+    more than the longest token; -1 when q has no content successor), its ASCII byte set, and
+    whether each of its steps reads any non-ASCII character as one step."""
+    cap = chars_below[0] + 1
     if ch.length[q] == _UNKNOWN:
         _chain(trans, q, ch, cap)
     if ch.succ[q] < 0:
         return -1, np.uint64(0), np.uint64(0), False
-    length = min(ch.length[q], cap + 1)
+    length = min(ch.length[q], cap)
     if ch.run_u8[q] == _UNKNOWN:
         ch.run_u8[q] = 1 if _chain_reads_utf8(trans, q, length, ch) else 0
     return length, ch.run_asc[q, 0], ch.run_asc[q, 1], ch.run_u8[q] == 1
@@ -659,31 +657,44 @@ def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True) -> tu
     """The inside bits and crossing records of state q: read token by token when q starts a
     long run of characters that most tokens stay inside (a bounded string's content, whose
     every position is a new state), else by the trie walk."""
-    if runs:
-        cap = int(trie.chars_below[0])
-        key = (dfa.key(), cap)
-        chains = _dfa_chains.get(key)
-        if chains is None:
-            if len(_dfa_chains) > 256:
-                _dfa_chains.clear()
-            chains = _dfa_chains[key] = _new_chains(dfa.trans.shape[0])
-        length, asc0, asc1, utf8 = _run_from(dfa.trans, np.int32(q), cap, chains)
-        # a narrow run (a literal, digits) kills most tokens at once, and a short one leaves
-        # most tokens to read: the trie walk is quicker for both
-        if length >= _RUN_MIN_LENGTH and int(asc0).bit_count() + int(asc1).bit_count() >= _RUN_MIN_ASCII:
-            cls = _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
-            if cls.n_read(length) <= _RUN_MAX_READ * len(cls.chars):
-                return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
-                                 trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
-                                 trie.sub_hi)
-    return _walk_trie(
-        dfa.trans, dfa.accepting, np.int32(q),
-        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-        vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below,
-    )
+    facts, lock = _dfa_facts(dfa)
+    with lock:  # the facts are filled in place, without the GIL
+        plan = _run_plan(vocab, trie, dfa, q, facts) if runs else None
+        if plan is not None:
+            length, cls = plan
+            return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
+                             trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
+                             trie.sub_hi)
+        return _walk_trie(
+            dfa.trans, dfa.accepting, np.int32(q),
+            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
+            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below, facts,
+        )
 
 
-_dfa_chains: dict[tuple, _Chains] = {}  # per (DFA, cap): chain facts, shared by its states' walks
+def _run_plan(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, facts: _Facts) -> "tuple[int, _RunClass] | None":
+    """(run length, character set) when q is worth the token-by-token walk, else None.
+
+    A narrow run (a literal, digits) kills most tokens at once, and a short one leaves most
+    tokens to read: the trie walk is quicker for both."""
+    length, asc0, asc1, utf8 = _run_from(dfa.trans, np.int32(q), trie.chars_below, facts)
+    if length < _RUN_MIN_LENGTH or int(asc0).bit_count() + int(asc1).bit_count() < _RUN_MIN_ASCII:
+        return None
+    cls = _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
+    return (length, cls) if cls.n_read(length) <= _RUN_MAX_READ * len(cls.chars) else None
+
+
+def _dfa_facts(dfa: ByteDFA) -> tuple[_Facts, threading.Lock]:
+    with _tsm_lock:
+        out = _facts.get(dfa.key())
+        if out is None:
+            if len(_facts) > 256:
+                _facts.clear()
+            out = _facts[dfa.key()] = (_new_facts(dfa.trans.shape[0]), threading.Lock())
+    return out
+
+
+_facts: dict[bytes, tuple[_Facts, threading.Lock]] = {}  # per DFA, shared by the walks of its states
 _RUN_MIN_LENGTH = 8
 _RUN_MIN_ASCII = 64  # of the 95 printable ASCII characters
 _RUN_MAX_READ = 0.2  # read token by token only when at most this share of the vocabulary needs reading

@@ -54,7 +54,7 @@ def trie_for(vocab) -> TokenTrie:
 
 def _warm_up(t: TokenTrie, n_words: int) -> None:
     """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
-    from .masks import _resolve_crossing, _walk_trie
+    from .masks import _new_facts, _resolve_crossing, _walk_trie
 
     none = np.zeros(0, dtype=np.int32)
     stack = np.empty(1, dtype=np.int32)
@@ -65,7 +65,8 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             dead.setflags(write=False)
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
-                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below)
+                   t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below,
+                   _new_facts(1))
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
