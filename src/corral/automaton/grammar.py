@@ -334,6 +334,10 @@ class _Masker:
                     if nxt >= 0:
                         stack.append((child_node[e], nxt))
 
+    def has_mask(self, sid: int) -> bool:
+        """Whether ``state_mask(sid)`` is already computed (a lookup)."""
+        return sid == TERMINATED or sid in self._state_masks
+
     def state_mask(self, sid: int) -> np.ndarray:
         m = self._state_masks.get(sid)
         if m is not None:
@@ -450,8 +454,7 @@ class Matcher:
 
     def mask_is_cached(self) -> bool:
         """Whether this state's mask is already computed, so that reading it costs a lookup."""
-        s = self._hist[-1]
-        return s == TERMINATED or s in self._m._state_masks
+        return self._m.has_mask(self._hist[-1])
 
     def allowed_token_ids(self) -> torch.Tensor:
         m = self.next_token_mask()
