@@ -8,6 +8,7 @@ The slowest case is printed (``-s``) and recorded in ``SLOWEST``.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -131,6 +132,26 @@ def test_time_budget_interrupts_python_code():
             while True:  # stands in for a compile step with no cooperative check
                 pass
     assert time.perf_counter() - t0 < 2
+
+
+def test_timer_raises_only_in_compiler_code():
+    """A spent budget interrupts corral's code, but not a frame of foreign code (a GC callback,
+    a test runner's hook), where the error would be swallowed as unraisable."""
+    from corral.limits import _Alarm, _interruptible_roots
+
+    alarm = _Alarm(time.monotonic() - 1, None, CompileLimits(max_seconds=1))
+    alarm.roots = _interruptible_roots()
+    alarm._fire(14, sys._getframe())  # this test file is not among the roots: no error
+    try:
+        Grammar.from_regex("(", None)
+    except CorralError as e:
+        tb = e.__traceback__
+        while tb.tb_next is not None:
+            tb = tb.tb_next
+        corral_frame = tb.tb_frame
+    assert "corral" in corral_frame.f_code.co_filename
+    with pytest.raises(BudgetError, match="max_seconds"):
+        alarm._fire(14, corral_frame)
 
 
 def test_cooperative_deadline_off_the_main_thread():

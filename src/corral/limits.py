@@ -21,10 +21,12 @@ Time and memory are enforced two ways:
 * cooperatively: compilation steps call ``check_deadline()`` (the front ends do between
   terminals and rules), which also samples the process's resident memory every 20 ms;
 * preemptively, in the main thread only: a ``SIGALRM`` interval timer (every 50 ms) raises
-  ``BudgetError`` inside whatever Python code is running once a budget is spent
-  (``hard_timeout=True``, the default; skipped off the main thread, on platforms without
-  ``setitimer``, or when a timer is already armed by someone else). A long single C call
-  (one numpy operation) finishes before the error is raised.
+  ``BudgetError`` once a budget is spent, when the interrupted Python code is corral's, lark's,
+  interegular's or that of the file that entered ``enforce`` (elsewhere, e.g. in a GC callback
+  or a test runner's hook, the error would be swallowed; the next tick raises it). Skipped off
+  the main thread, on platforms without ``setitimer``, or when a timer is already armed by
+  someone else (``hard_timeout=True`` is the default). A long single C call (one numpy
+  operation) finishes before the error is raised.
 
 Memory is the growth of the process's resident set size since the compile started (read
 from ``/proc/self/statm``; where that file does not exist, only the automaton and grammar
@@ -37,6 +39,7 @@ import contextlib
 import contextvars
 import dataclasses
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -166,6 +169,32 @@ def check_ir(ir: Any) -> None:
         check_count("max_total_dfa_states", sum(sizes), "all terminal DFAs")
 
 
+_roots: tuple[str, ...] = ()
+
+
+def _interruptible_roots() -> tuple[str, ...]:
+    """Source folders of the code a compile runs: corral itself and the parsers it calls
+    (the file that entered ``enforce`` is added per block)."""
+    global _roots
+    if not _roots:
+        import os
+
+        import interegular
+        import lark
+
+        _roots = tuple(os.path.dirname(m.__file__) + os.sep for m in (sys.modules[__package__], lark, interegular))
+    return _roots
+
+
+def _caller_file() -> str:
+    """The source file of the code that entered the ``enforce`` block."""
+    f = sys._getframe(1)
+    skip = (__file__, contextlib.__file__)
+    while f is not None and f.f_code.co_filename in skip:
+        f = f.f_back
+    return f.f_code.co_filename if f is not None else __file__
+
+
 class _Alarm:
     """SIGALRM interval timer raising BudgetError once the time or memory budget is spent.
 
@@ -178,8 +207,14 @@ class _Alarm:
         self.limits = limits
         self.armed = False
         self.prev_handler: Any = None
+        self.roots: tuple[str, ...] = ()
 
     def _fire(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        # Raise only inside the compiler's own code. Elsewhere (a GC callback, a finaliser, a
+        # test runner's hook) the error would be swallowed as "unraisable" or break the host;
+        # the next tick, 50 ms later, or a cooperative check raises it instead.
+        if frame is None or not frame.f_code.co_filename.startswith(self.roots):
+            return
         if self.deadline is not None and time.monotonic() >= self.deadline:
             raise BudgetError(f"max_seconds={self.limits.max_seconds} exceeded (compile interrupted)")
         _check_memory(self.memory, force=True)
@@ -190,6 +225,7 @@ class _Alarm:
         try:
             if signal.getitimer(signal.ITIMER_REAL)[0] > 0:
                 return self  # someone else's timer (an outer enforce, pytest-timeout): leave it alone
+            self.roots = _interruptible_roots() + (_caller_file(),)
             self.prev_handler = signal.signal(signal.SIGALRM, self._fire)
             first = _ALARM_INTERVAL
             if self.deadline is not None:
