@@ -59,8 +59,14 @@ def test_apply_bitmask_is_out_of_place():
     assert torch.all(scores == 0)  # input untouched (transformers' prompt lookup reuses it)
 
 
-def test_processor_matches_replay_on_random_jumps(toy_grammar):
-    """Prefixes that grow, shrink, fork and move between rows: masks equal a fresh replay."""
+@pytest.mark.parametrize("bias_cache_bytes", [None, 100])
+def test_processor_matches_replay_on_random_jumps(toy_grammar, bias_cache_bytes, monkeypatch):
+    """Prefixes that grow, shrink, fork and move between rows: masks equal a fresh replay.
+
+    With a 100-byte bias cache (two rows of this vocabulary) states are evicted all the time.
+    """
+    if bias_cache_bytes is not None:
+        monkeypatch.setattr("corral.integrations.hf._BIAS_CACHE_BYTES", bias_cache_bytes)
     rng = random.Random(0)
     prompt = [[7, 7, 7], [6, 6, 6]]  # arbitrary prompt ids, two rows
     lp = LogitsProcessor(toy_grammar, prompt_length=3)

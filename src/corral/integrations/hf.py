@@ -44,8 +44,10 @@ row's *generated* tokens), and it is recomputed from those.
   last call is available for inspection.
 
 The mask is applied with vectorised torch ops: the packed int32 bitmask ``[rows, words]`` is
-unpacked with a shift by ``arange(32)`` into a bool ``[rows, V]`` and applied with
-``masked_fill`` (out of place: transformers' prompt-lookup check reuses its input tensor).
+turned into an additive bias (0 or ``-inf``, one table lookup per mask byte) and added out of
+place (transformers' prompt-lookup check reuses its input tensor).  A row's bias depends only
+on its grammar and matcher state, so biases are kept per (grammar, state) in a small LRU
+(bounded in bytes): a state met again costs one addition, not an unpacking.
 Columns past the grammar's vocabulary (models whose logits are wider than the tokenizer) are
 always masked.
 """
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -75,6 +78,7 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 # byte value -> its 8 bits (bit j of byte k of the int32 row is token 8k + j on little-endian hosts)
 _BYTE_BITS = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).bool()
 _BIAS_LUT: dict[tuple[torch.dtype, str], torch.Tensor] = {}
+_BIAS_CACHE_BYTES = 64 << 20  # per processor: ~340 rows of a 49k vocabulary in float32
 
 
 def unpack_bitmask(bitmask: torch.Tensor, width: int | None = None) -> torch.Tensor:
@@ -229,6 +233,9 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
         self._row_track: dict[int, _Track] = {}
         self._bitmask: torch.Tensor | None = None
         self._finished_row: dict[int, torch.Tensor] = {}
+        self._row_keys: list[Any] = []
+        self._biases: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._bias_bytes = 0
 
     def _start_session(self, input_ids: torch.Tensor) -> None:
         fixed = self._fixed_prompt_length
@@ -326,15 +333,20 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
             self._bitmask = bm
         special: list[int] = []
         dead: list[int] = []
+        keys: list[Any] = []
         for r, t in enumerate(tracks):
             if t.dead:
                 dead.append(r)
                 special.append(r)
+                keys.append(None)
             elif t.finished:
                 special.append(r)
+                keys.append(None)
             else:
                 t.matcher.fill_next_token_bitmask(bm, r)
+                keys.append((self._grammar_index(r, rows), t.matcher.state))
         self.dead_rows = dead
+        self._row_keys = keys
         if dead:
             logger.debug("rows %s hold prefixes the grammar refuses; only EOS allowed", dead)
         return bm, special
@@ -359,8 +371,25 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
         if special:
             bm[special] = self._finished_words()
         width = scores.shape[-1]
-        bias = bitmask_bias(bm, min(width, self.vocab_size), scores.dtype, scores.device)
+        rows = [self._row_bias(bm, r, key, width, scores) for r, key in enumerate(self._row_keys)]
+        return scores + (rows[0] if len(rows) == 1 else torch.cat(rows))
+
+    def _row_bias(self, bm: torch.Tensor, row: int, key: Any, width: int, scores: torch.Tensor) -> torch.Tensor:
+        """The additive bias ``[1, width]`` of one row, from the LRU when its state was met before."""
+        full = (key, width, scores.dtype, scores.device)
+        cache = self._biases
+        bias = cache.get(full)
+        if bias is not None:
+            cache.move_to_end(full)
+            return bias
+        bias = bitmask_bias(bm[row : row + 1], min(width, self.vocab_size), scores.dtype, scores.device)
         if width > bias.shape[1]:
-            extra = torch.full((bias.shape[0], width - bias.shape[1]), float("-inf"), dtype=scores.dtype, device=scores.device)
+            extra = torch.full((1, width - bias.shape[1]), float("-inf"), dtype=scores.dtype, device=scores.device)
             bias = torch.cat([bias, extra], dim=1)
-        return scores + bias
+        bias = bias.contiguous()
+        cache[full] = bias
+        self._bias_bytes += bias.numel() * bias.element_size()
+        while self._bias_bytes > _BIAS_CACHE_BYTES and len(cache) > 1:
+            _, old = cache.popitem(last=False)
+            self._bias_bytes -= old.numel() * old.element_size()
+        return bias
