@@ -46,16 +46,20 @@ row's *generated* tokens), and it is recomputed from those.
 The mask is applied with vectorised torch ops: the packed int32 bitmask ``[rows, words]`` is
 turned into an additive bias (0 or ``-inf``, one table lookup per mask byte) and added out of
 place (transformers' prompt-lookup check reuses its input tensor).  A row's bias depends only
-on its grammar and matcher state, so biases are kept per (grammar, state) in a small LRU
-(bounded in bytes): a state met again costs one addition, not an unpacking.
+on its grammar and matcher state, so biases are kept per (grammar, state) in one LRU shared by
+all processors (bounded in bytes, like the grammar's own mask memo it is derived from): a state
+met again, in this generation or a later one, costs one addition, not an unpacking.
 Columns past the grammar's vocabulary (models whose logits are wider than the tokenizer) are
 always masked.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
+import threading
+import weakref
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -78,7 +82,46 @@ _LITTLE_ENDIAN = sys.byteorder == "little"
 # byte value -> its 8 bits (bit j of byte k of the int32 row is token 8k + j on little-endian hosts)
 _BYTE_BITS = ((torch.arange(256).unsqueeze(1) >> torch.arange(8)) & 1).bool()
 _BIAS_LUT: dict[tuple[torch.dtype, str], torch.Tensor] = {}
-_BIAS_CACHE_BYTES = 64 << 20  # per processor: ~340 rows of a 49k vocabulary in float32
+_BIAS_CACHE_BYTES = 128 << 20  # all processors together: ~680 rows of a 49k vocabulary in float32
+
+
+class _BiasCache:
+    """Additive bias rows keyed by (grammar, state, width, dtype, device); LRU bounded in bytes."""
+
+    def __init__(self) -> None:
+        self._rows: OrderedDict[tuple, torch.Tensor] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+        self._grammar_ids: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+        self._next_id = itertools.count()
+
+    def grammar_id(self, grammar: Any) -> int:
+        """A number for ``grammar`` that is never reused (``id()`` is, once it is collected)."""
+        with self._lock:
+            gid = self._grammar_ids.get(grammar)
+            if gid is None:
+                gid = self._grammar_ids[grammar] = next(self._next_id)
+            return gid
+
+    def get(self, key: tuple) -> torch.Tensor | None:
+        with self._lock:
+            row = self._rows.get(key)
+            if row is not None:
+                self._rows.move_to_end(key)
+            return row
+
+    def put(self, key: tuple, row: torch.Tensor) -> None:
+        with self._lock:
+            if key in self._rows:
+                return
+            self._rows[key] = row
+            self._bytes += row.numel() * row.element_size()
+            while self._bytes > _BIAS_CACHE_BYTES and len(self._rows) > 1:
+                _, old = self._rows.popitem(last=False)
+                self._bytes -= old.numel() * old.element_size()
+
+
+_BIASES = _BiasCache()
 
 
 def unpack_bitmask(bitmask: torch.Tensor, width: int | None = None) -> torch.Tensor:
@@ -209,6 +252,7 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
                 g = g.with_vocabulary(tokenizer)
             fixed.append(g)
         self.grammars = fixed
+        self._grammar_ids = [_BIASES.grammar_id(g) for g in fixed]
         self._fixed_prompt_length = prompt_length
         self.pad_token_id = pad_token_id
         v0 = fixed[0].vocab
@@ -234,8 +278,7 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
         self._bitmask: torch.Tensor | None = None
         self._finished_row: dict[int, torch.Tensor] = {}
         self._row_keys: list[Any] = []
-        self._biases: OrderedDict[tuple, torch.Tensor] = OrderedDict()
-        self._bias_bytes = 0
+        self._finished_bias: dict[tuple, torch.Tensor] = {}
 
     def _start_session(self, input_ids: torch.Tensor) -> None:
         fixed = self._fixed_prompt_length
@@ -344,7 +387,7 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
                 keys.append(None)
             else:
                 t.matcher.fill_next_token_bitmask(bm, r)
-                keys.append((self._grammar_index(r, rows), t.matcher.state))
+                keys.append((self._grammar_ids[self._grammar_index(r, rows)], t.matcher.state))
         self.dead_rows = dead
         self._row_keys = keys
         if dead:
@@ -375,21 +418,18 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
         return scores + (rows[0] if len(rows) == 1 else torch.cat(rows))
 
     def _row_bias(self, bm: torch.Tensor, row: int, key: Any, width: int, scores: torch.Tensor) -> torch.Tensor:
-        """The additive bias ``[1, width]`` of one row, from the LRU when its state was met before."""
+        """The additive bias ``[1, width]`` of one row (``key`` None: a finished or dead row)."""
         full = (key, width, scores.dtype, scores.device)
-        cache = self._biases
-        bias = cache.get(full)
+        bias = self._finished_bias.get(full) if key is None else _BIASES.get(full)
         if bias is not None:
-            cache.move_to_end(full)
             return bias
         bias = bitmask_bias(bm[row : row + 1], min(width, self.vocab_size), scores.dtype, scores.device)
         if width > bias.shape[1]:
             extra = torch.full((1, width - bias.shape[1]), float("-inf"), dtype=scores.dtype, device=scores.device)
             bias = torch.cat([bias, extra], dim=1)
         bias = bias.contiguous()
-        cache[full] = bias
-        self._bias_bytes += bias.numel() * bias.element_size()
-        while self._bias_bytes > _BIAS_CACHE_BYTES and len(cache) > 1:
-            _, old = cache.popitem(last=False)
-            self._bias_bytes -= old.numel() * old.element_size()
+        if key is None:  # the EOS (and pad) row depends on this processor's settings
+            self._finished_bias[full] = bias
+        else:
+            _BIASES.put(full, bias)
         return bias
