@@ -1,5 +1,6 @@
-"""Terminal-state masks: the token-by-token walk over runs of characters must give exactly
-what the trie walk gives, for every state of terminals with counted and looping runs."""
+"""Terminal-state masks: the token-by-token walk over runs of characters, and masks taken
+from a reference state, must give exactly what the plain trie walk gives, for every state of
+terminals with counted and looping runs and of object keys next to spelled-out names."""
 
 from __future__ import annotations
 
@@ -22,16 +23,21 @@ def _records(walk) -> list:
     return sorted((int(n), tuple(cuts[d:d + k].tolist())) for n, d, k in zip(node, ds, dn))
 
 
-def _assert_same_walks(vocab, dfa: ByteDFA) -> int:
-    """Compare both walks from every state; return how many states took the run walk."""
+def _assert_same_walks(vocab, dfa: ByteDFA, counted: str = "runs") -> int:
+    """Compare the walks from every state with the plain trie walk; return how many states took
+    the ``counted`` shortcut ("runs": the run walk, "refs": a reference state's masks)."""
     trie = trie_for(vocab)
     used = 0
     for q in range(dfa.trans.shape[0]):
-        fast = M._walk(vocab, trie, dfa, q, runs=True)
-        slow = M._walk(vocab, trie, dfa, q, runs=False)
+        fast = M._walk(vocab, trie, dfa, q)
+        slow = M._walk(vocab, trie, dfa, q, runs=False, refs=False)
         assert np.array_equal(fast[0], slow[0]), f"inside bits differ at state {q}"
         assert _records(fast) == _records(slow), f"crossing records differ at state {q}"
-        used += M._run_plan(vocab, trie, dfa, q, M._new_facts(dfa.trans.shape[0])) is not None
+        plan = M._run_plan(vocab, trie, dfa, q, M._new_facts(dfa.trans.shape[0]))
+        if counted == "runs":
+            used += plan is not None
+        else:
+            used += plan is None and M._reference_state(dfa.trans, q) is not None
     return used
 
 
@@ -62,3 +68,33 @@ def test_broad_regex_runs(vocab, pattern):
 def test_random_counted_runs(vocab, cls, lo, extra, tail):
     dfa = regex_to_char_dfa(f"{cls}{{{lo},{lo + extra}}}{tail}").to_byte_dfa("utf8")
     _assert_same_walks(vocab, dfa)
+
+
+_NAMES = ["name", "nickname", "age", "address", "addresses", "naïve", "id", "ids", "\u00e9t\u00e9", "zip code"]
+
+
+def _key_dfa(names: list[str], others: str) -> ByteDFA:
+    """An object key: one of ``names`` (each to its own end), or, with ``others`` "any", any
+    other string, or with "none" no other string."""
+    quote = ByteDFA.literal(b'"')
+    known = [ops.concat(StrLang.literal(n).to_dfa().to_byte_dfa("json"), quote, ByteDFA.literal(b":" + str(i).encode()))
+             for i, n in enumerate(names)]
+    parts = list(known)
+    if others == "any":
+        rest = ops.difference(StrLang.any().to_dfa().to_byte_dfa("json"),
+                              ops.union(*[StrLang.literal(n).to_dfa().to_byte_dfa("json") for n in names]))
+        parts.append(ops.concat(rest, quote, ByteDFA.literal(b":x")))
+    return ops.union(*parts)
+
+
+@pytest.mark.parametrize("others", ["any", "none"])
+def test_object_keys_from_reference_state(vocab, others):
+    """Keys: "known name" states read most bytes as the plain string state does."""
+    used = _assert_same_walks(vocab, _key_dfa(_NAMES, others), counted="refs")
+    assert used > 0 if others == "any" else used == 0
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(names=st.lists(st.text(alphabet="abné_ \"\\", min_size=1, max_size=6), min_size=1, max_size=6, unique=True))
+def test_random_key_sets_from_reference_state(vocab, names):
+    _assert_same_walks(vocab, _key_dfa(names, "any"), counted="refs")

@@ -297,8 +297,9 @@ def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
 
 @njit(cache=True, nogil=True)
 def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
-               sub_hi, below, utf8_ok, chars_below, facts):
-    """DFS over the trie from DFA state q0 (``facts``: the DFA's ``_Facts``, filled as needed).
+               sub_hi, below, utf8_ok, chars_below, facts, first_bytes):
+    """DFS over the trie from DFA state q0 (``facts``: the DFA's ``_Facts``, filled as needed),
+    over the tokens whose first byte b has ``first_bytes[b]``.
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
@@ -337,6 +338,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
             acc_path[nacc] = depth
             nacc += 1
         for e in range(child_ptr[node], child_ptr[node + 1]):
+            if depth == 0 and not first_bytes[child_byte[e]]:
+                continue
             ch = child_node[e]
             q2 = trans[q, child_byte[e]]
             if q2 < 0:
@@ -653,23 +656,92 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     return _tsm_cache[key]
 
 
-def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True) -> tuple:
+def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs: bool = True) -> tuple:
     """The inside bits and crossing records of state q: read token by token when q starts a
     long run of characters that most tokens stay inside (a bounded string's content, whose
-    every position is a new state), else by the trie walk."""
+    every position is a new state); from a reference state's masks when q reads most bytes
+    as that state does (see ``_reference_state``); else by the trie walk."""
     facts, lock = _dfa_facts(dfa)
-    with lock:  # the facts are filled in place, without the GIL
-        plan = _run_plan(vocab, trie, dfa, q, facts) if runs else None
-        if plan is not None:
-            length, cls = plan
-            return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
-                             trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
-                             trie.sub_hi)
-        return _walk_trie(
+    if runs:
+        with lock:  # the facts are filled in place, without the GIL
+            plan = _run_plan(vocab, trie, dfa, q, facts)
+            if plan is not None:
+                length, cls = plan
+                return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
+                                 trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
+                                 trie.sub_hi)
+    ref = _reference_state(dfa.trans, q) if refs else None
+    first_bytes = _ALL_BYTES
+    if ref is not None:
+        r, first_bytes = ref
+        base = terminal_state_masks(vocab, dfa, r)  # before taking the lock: r's walk takes it too
+    with lock:
+        part = _walk_trie(
             dfa.trans, dfa.accepting, np.int32(q),
             trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
-            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below, facts,
+            vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below, facts, first_bytes,
         )
+    return part if ref is None else _patch(trie, base, part, first_bytes)
+
+
+_ALL_BYTES = np.ones(256, dtype=np.bool_)
+_ALL_BYTES.setflags(write=False)
+_REF_MIN_LIVE = 64  # a state reading fewer bytes is walked quickly anyway
+_REF_MAX_DIFFER = 32  # first bytes read differently from the reference, walked from q itself
+
+
+def _reference_state(trans: np.ndarray, q: int) -> "tuple[int, np.ndarray] | None":
+    """(r, the first bytes q reads differently from r) when the masks of q are best taken from r.
+
+    Inside a string whose continuations are partly spelled out (an object key next to the
+    names of known properties, a string that must avoid a few words) each position is a new
+    state that reads almost every byte, and its trie walk visits most of the vocabulary. Yet
+    most bytes lead where they lead from the plain string state r, which loops on them and
+    whose masks every schema shares. After the first byte a token's fate depends only on the
+    state reached, so for tokens whose first byte q and r send to the same state the masks of
+    q are those of r; only the few other first bytes are walked from q.
+    """
+    row = trans[q]
+    live = row >= 0
+    if int(live.sum()) < _REF_MIN_LIVE:
+        return None
+    r = int(np.bincount(row[live]).argmax())
+    if r == q:
+        return None  # q loops on most bytes: its own walk skips those subtrees already
+    r_row = trans[r]
+    if int((r_row == r).sum()) * 2 < int(live.sum()):
+        return None  # r must be a loop state, so that its own masks come quickly
+    differ = row != r_row
+    if int(differ.sum()) > _REF_MAX_DIFFER:
+        return None
+    differ.setflags(write=False)  # like _ALL_BYTES: one compiled specialisation of the walk
+    return r, differ
+
+
+def _patch(trie: TokenTrie, base: "TerminalStateMasks", part: tuple, differ: np.ndarray) -> tuple:
+    """The masks of q: the reference's, with the tokens starting with a ``differ`` byte taken from
+    ``part`` (the walk of those tokens from q) instead."""
+    inside_d, node_d, ds_d, dn_d, cuts_d = part
+    drop = np.zeros_like(base.inside)
+    root_bytes = trie.child_byte[trie.child_ptr[0] : trie.child_ptr[1]]
+    root_nodes = trie.child_node[trie.child_ptr[0] : trie.child_ptr[1]]
+    for b, c in zip(root_bytes.tolist(), root_nodes.tolist()):
+        if differ[b]:
+            _set_bits(drop, trie.sorted_ids, int(trie.tok_lo[c]), int(trie.sub_hi[c]))
+    inside = (base.inside & ~drop) | inside_d
+    node = base.rec_node
+    keep = ~differ[trie.flat[trie.offs[trie.tok_lo[node]]]] if len(node) else np.zeros(0, dtype=bool)
+    dn = base.rec_dn[keep]
+    cut_idx = np.repeat(base.rec_ds[keep], dn) + (np.arange(int(dn.sum())) - np.repeat(np.cumsum(dn) - dn, dn))
+    cuts = base.cuts[cut_idx]
+    ds = (np.cumsum(dn) - dn).astype(np.int32)
+    return (
+        inside,
+        np.concatenate([node[keep], node_d]).astype(np.int32),
+        np.concatenate([ds, ds_d + len(cuts)]).astype(np.int32),
+        np.concatenate([dn, dn_d]).astype(np.int32),
+        np.concatenate([cuts, cuts_d]).astype(np.int32),
+    )
 
 
 def _run_plan(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, facts: _Facts) -> "tuple[int, _RunClass] | None":

@@ -58,6 +58,8 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
 
     none = np.zeros(0, dtype=np.int32)
     stack = np.empty(1, dtype=np.int32)
+    every_byte = np.ones(256, dtype=np.bool_)
+    every_byte.setflags(write=False)
     for frozen in (False, True):  # DFA tables are read-only arrays, a separate numba specialisation
         dead = np.full((1, 256), -1, dtype=np.int32)
         no_accept = np.zeros(1, dtype=bool)
@@ -66,7 +68,7 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
                    t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below,
-                   _new_facts(1))
+                   _new_facts(1), every_byte)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
 
