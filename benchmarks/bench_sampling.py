@@ -4,7 +4,8 @@ Suites
   toy     enumerable toy problems (the GAD paper's {00000} U 1{0,1}^4 with a fair coin, and
           random-table models over ambiguous multi-byte tokens): KL / TV of each sampler's
           empirical (or weighted) distribution to the exact conditional.
-  model   SmolLM2 (embedded) on a small finite JSON-ish grammar, enumerated exactly.
+  model   SmolLM2 (embedded) on small finite languages, enumerated exactly: a Lark answer
+          grammar and two small JSON Schemas (an enum, a boolean).
   sygus   SmolLM2 on the GAD paper's SyGuS grammars and prompts (SLIA, bv4; infinite
           languages): expected log-likelihood of samples (the GAD paper's metric), runtime,
           AWRS checks per token vs the vocabulary size, SMC's log P(L) estimate.
@@ -116,6 +117,15 @@ start: "yes" | "no" | "maybe" | "unsure"
 MODEL_PROMPT = "Is the sky green? Answer yes, no, maybe or unsure."
 
 
+# Small JSON Schemas whose every tokenisation of every instance can be enumerated with the model.
+MODEL_SCHEMAS = [
+    ("model:json-enum", {"enum": ["red", "green", "blue", "yellow"]},
+     "What colour is a ripe banana? Answer with a JSON string."),
+    # (not an integer range: JSON Schema's "integer" also admits 7.0, 7.00, 70e-1, ... an infinite language)
+    ("model:json-boolean", {"type": "boolean"}, "Is the Pacific larger than the Atlantic? Answer with a JSON boolean."),
+]
+
+
 def model_suite(n, smc_runs):
     from corral.api import encode_prompt
     from corral.models import load_default
@@ -124,6 +134,9 @@ def model_suite(n, smc_runs):
     g = Grammar.from_lark(MODEL_GRAMMAR, tok)
     prompt = encode_prompt(tok, MODEL_PROMPT)
     enumerable_suite("model:answer-finite", model, g, prompt, n, smc_runs, max_tokens=8)
+    for name, schema, text in MODEL_SCHEMAS:
+        g = Grammar.from_json_schema(schema, tok)
+        enumerable_suite(name, model, g, encode_prompt(tok, text), n, smc_runs, max_tokens=8)
 
 
 def sygus_cases(quick):
@@ -201,6 +214,7 @@ def main(argv=None):
     ap.add_argument("--samples", type=int, default=None)
     ap.add_argument("--smc-runs", type=int, default=None)
     ap.add_argument("--suites", default="toy,model,sygus")
+    ap.add_argument("--model-smc-runs", type=int, default=None, help="SMC runs per model suite (default: a tenth of --smc-runs)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 helps on a loaded CPU)")
     a = ap.parse_args(argv)
@@ -214,7 +228,7 @@ def main(argv=None):
     if "toy" in suites:
         toy_suite(n, runs)
     if "model" in suites:
-        model_suite(max(n // 5, 50) if a.quick else n, max(runs // 10, 3))
+        model_suite(max(n // 5, 50) if a.quick else n, a.model_smc_runs or max(runs // 10, 3))
     if "sygus" in suites:
         sygus_suite(5 if a.quick else 50, 2 if a.quick else 10, a.quick, a.max_new_tokens)
 
