@@ -6,7 +6,6 @@ import random
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
-import pytest
 
 from corral import Grammar, Vocabulary
 from corral.testing import random_sentence

@@ -11,7 +11,6 @@ import random
 import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from corral import Grammar, GrammarError, Vocabulary

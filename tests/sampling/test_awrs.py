@@ -16,7 +16,7 @@ import pytest
 from corral.sampling.awrs import AWRSSampler, awrs_step, expected_inverse_count
 from corral.sampling.exact import empirical, enumerate_language, tv_bound, tv_distance
 
-from sampling_toys import gad_problem, random_problem
+from sampling_toys import gad_problem
 
 
 def _case(seed: int, v: int, n_allowed: int, tiny: bool = False):
