@@ -4,8 +4,9 @@ Target: ``P(x | x in L)`` over complete sequences (EOS included) of at most ``ma
 tokens.  Each particle extends by one AWRS step per round -- an exact draw from the locally
 masked distribution -- and multiplies its weight by the step's unbiased estimate of the local
 allowed mass ``Z_t``, so ``(particle, weight)`` stays properly weighted for ``P(x) 1[x in L]``.
-Where the state's mask is already cached, the step's weight is ``Z_t`` itself (the estimate's
-expectation: a Rao-Blackwellisation that costs one lookup). When the effective sample size falls
+Where the state's mask is already cached, the step draws from it directly and its weight is
+``Z_t`` itself (the AWRS estimate's expectation, a Rao-Blackwellisation: same proposal, exact
+weight, no single-token checks). When the effective sample size falls
 below ``ess_threshold * N`` the particles are resampled (systematically) and their weights set to
 the mean weight, which keeps
 
@@ -103,11 +104,6 @@ class _Particle:
         return c
 
 
-def _log_mass(logp: np.ndarray, ids: np.ndarray) -> float:
-    ids = ids[ids < logp.shape[0]]
-    return logsumexp(logp[ids])
-
-
 def _systematic(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Systematic resampling: ancestor indices with E[copies of i] = n w_i, less variance than
     multinomial draws (one uniform shared by n evenly spaced points)."""
@@ -147,8 +143,8 @@ def smc(
 
     ``prompt``: text / chat messages (encoded like ``corral.generate``) or token ids.
     ``ess_threshold``: resample when ESS < ``ess_threshold * n_particles`` (0: never, 1: always).
-    ``proposal``: ``"awrs"`` (few single-token checks, estimated local weights; the exact local
-    weight where the state's mask is already cached) or ``"mask"`` (the full mask each step:
+    ``proposal``: ``"awrs"`` (few single-token checks, estimated local weights; where the
+    state's mask is already cached, the ``"mask"`` step) or ``"mask"`` (the full mask each step:
     same proposal distribution, exact local weights, less variance).
     """
     if proposal not in ("awrs", "mask"):
@@ -178,15 +174,10 @@ def smc(
             p = parts[i]
             logp = logps[rows[i]]
             m = p.matcher
-            if proposal == "awrs":
-                exact = m.mask_is_cached()
-                st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m),
-                               proper_weights=not exact)
-                if exact and st.token >= 0:
-                    # Rao-Blackwellised: the estimate's expectation, Z itself, costs nothing here
-                    st.log_weight = _log_mass(logp, allowed_ids(m))
-            else:
+            if proposal == "mask" or m.mask_is_cached():
                 st = _masked_step(logp, allowed_ids(m), rng)
+            else:
+                st = awrs_step(logp, m.is_token_allowed, rng, max_checks=max_checks, full_mask=lambda m=m: allowed_ids(m))
             p.checks += st.n_checks
             checks += st.n_checks
             steps += 1
@@ -262,4 +253,3 @@ def smc(
         lm.forward_calls,
         {"model": t_lm, "total": total},
     )
-
