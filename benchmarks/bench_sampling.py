@@ -10,6 +10,13 @@ Suites
           languages): expected log-likelihood of samples (the GAD paper's metric), runtime,
           AWRS checks per token vs the vocabulary size, SMC's log P(L) estimate.
 
+SMC rows (``method=smc10``) are labelled by ``twist``: ``none`` (the default, locally masked
+proposals), ``trie`` (twisted by an ASAp trie that starts empty and learns over the runs),
+``lookaheadK`` (the K-token lookahead twist; ``lookaheadKxT``: only the T most probable
+candidates).  ``tv_expected_posterior``: TV of the run-averaged weighted-particle distribution
+to the exact conditional; ``mc_noise``: half the TV between the even and the odd runs'
+averages (the Monte Carlo part of the former).
+
 Run:  python benchmarks/bench_sampling.py --quick            (a few minutes)
       python benchmarks/bench_sampling.py --samples 2000 --suites toy,model,sygus
 """
@@ -29,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "sampling"))
 
 from corral import Grammar  # noqa: E402
-from corral.sampling import ASApSampler, AWRSSampler, GCDSampler, smc  # noqa: E402
+from corral.sampling import ASApSampler, AWRSSampler, GCDSampler, Lookahead, smc  # noqa: E402
 from corral.sampling.exact import empirical, enumerate_language, kl_divergence, tv_distance  # noqa: E402
 
 SYGUS = Path(os.environ.get("CORRAL_SYGUS", "/work/shared/data/grammars/transformers-GAD/sygus"))
@@ -54,7 +61,64 @@ def weighted(samples):
     return out
 
 
-def enumerable_suite(name, lm, g, prompt, n, smc_runs, max_tokens=32):
+def make_twist(spec, lm, g, prompt, max_tokens):
+    """``none`` | ``trie`` (a fresh ASAp trie, learning over the runs) | ``lookaheadK[xTOPK]``."""
+    if spec == "none":
+        return None
+    if spec == "trie":
+        return ASApSampler(lm, None, g, prompt, seed=0, max_new_tokens=max_tokens)
+    if spec.startswith("lookahead"):
+        depth, _, top = spec[len("lookahead"):].partition("x")
+        return Lookahead(int(depth), top_k=int(top) if top else None)
+    raise ValueError(f"unknown twist {spec!r}")
+
+
+def smc_rows(name, lm, g, prompt, exact, total, smc_runs, max_tokens, twists):
+    """SMC(10): expected weighted-particle distribution over runs vs exact; log Z; cost."""
+    for spec in twists:
+        twist = make_twist(spec, lm, g, prompt, max_tokens)
+        t = time.perf_counter()
+        post: dict = {}
+        first: dict = {}
+        halves: list[dict] = [{}, {}]
+        zs, checks, steps, look_rows, t_model, t_twist = [], 0, 0, 0, 0.0, 0.0
+        n_first = min(100, smc_runs)
+        for r in range(smc_runs):
+            out = smc(lm, None, g, prompt, n_particles=10, seed=r, max_new_tokens=max_tokens, twist=twist)
+            zs.append(math.exp(out.log_z))
+            checks += out.n_checks
+            steps += out.n_token_steps
+            look_rows += out.lookahead_rows
+            t_model += out.timings.get("model", 0.0)
+            t_twist += out.timings.get("twist", 0.0)
+            for k, v in out.posterior().items():
+                post[k] = post.get(k, 0.0) + v / smc_runs
+                halves[r % 2][k] = halves[r % 2].get(k, 0.0) + v
+                if r < n_first:
+                    first[k] = first.get(k, 0.0) + v / n_first
+        h0 = {k: v / ((smc_runs + 1) // 2) for k, v in halves[0].items()}
+        h1 = {k: v / max(smc_runs // 2, 1) for k, v in halves[1].items()}
+        secs = time.perf_counter() - t
+        extra = {}
+        if spec == "trie":
+            extra["tv_first100"] = tv_distance(first, exact)
+        row(
+            suite=name,
+            method="smc10",
+            twist=spec,
+            runs=smc_runs,
+            tv_expected_posterior=tv_distance(post, exact),
+            mc_noise=tv_distance(h0, h1) / 2,  # half the TV between even and odd runs' averages
+            **extra,
+            Zhat_over_PL=float(np.mean(zs)) / total,
+            checks_per_tok=checks / max(steps, 1),
+            lookahead_rows_per_tok=look_rows / max(steps, 1),
+            ms_per_tok=1000 * secs / max(steps, 1),
+            secs=secs,
+        )
+
+
+def enumerable_suite(name, lm, g, prompt, n, smc_runs, max_tokens=32, twists=("none",)):
     t = time.perf_counter()
     en = enumerate_language(lm, g, prompt, max_tokens=max_tokens)
     exact = en.conditional
@@ -80,34 +144,20 @@ def enumerable_suite(name, lm, g, prompt, n, smc_runs, max_tokens=32):
         res[label] = kl
         row(suite=name, method=label, n=n, kl=kl, tv=tv, secs=dt, **extra)
     row(suite=name, method="asap/gcd", kl_ratio=res["asap"] / res["gcd"] if res["gcd"] > 0 else float("nan"))
-    # SMC(10): expected particle distribution over runs; log Z
-    t = time.perf_counter()
-    post: dict = {}
-    zs, checks, steps = [], 0, 0
-    for r in range(smc_runs):
-        out = smc(lm, None, g, prompt, n_particles=10, seed=r, max_new_tokens=max_tokens)
-        zs.append(math.exp(out.log_z))
-        checks += out.n_checks
-        steps += out.n_token_steps
-        for k, v in out.posterior().items():
-            post[k] = post.get(k, 0.0) + v / smc_runs
-    row(
-        suite=name,
-        method="smc10",
-        runs=smc_runs,
-        tv_expected_posterior=tv_distance(post, exact),
-        Zhat_over_PL=float(np.mean(zs)) / en.total,
-        checks_per_tok=checks / max(steps, 1),
-        secs=time.perf_counter() - t,
-    )
+    smc_rows(name, lm, g, prompt, exact, en.total, smc_runs, max_tokens, twists)
 
 
-def toy_suite(n, smc_runs):
+def toy_suite(n, smc_runs, twists, skip_samplers=False):
     from sampling_toys import gad_problem, random_problem
 
-    enumerable_suite("toy:gad", *gad_problem(), n, smc_runs)
-    for seed in (0, 1):
-        enumerable_suite(f"toy:random{seed}", *random_problem(seed), n, smc_runs)
+    problems = [("toy:gad", gad_problem())] + [(f"toy:random{s}", random_problem(s)) for s in (0, 1)]
+    for name, (lm, g, prompt) in problems:
+        if skip_samplers:
+            en = enumerate_language(lm, g, prompt, max_tokens=32)
+            print(f"[{name}] {len(en.probs)} sequences, P(L)={en.total:.4g}")
+            smc_rows(name, lm, g, prompt, en.conditional, en.total, smc_runs, 32, twists)
+        else:
+            enumerable_suite(name, lm, g, prompt, n, smc_runs, twists=twists)
 
 
 # Small enough that every tokenisation of every sentence can be enumerated with the real model.
@@ -126,17 +176,17 @@ MODEL_SCHEMAS = [
 ]
 
 
-def model_suite(n, smc_runs):
+def model_suite(n, smc_runs, twists):
     from corral.api import encode_prompt
     from corral.models import load_default
 
     model, tok = load_default()
     g = Grammar.from_lark(MODEL_GRAMMAR, tok)
     prompt = encode_prompt(tok, MODEL_PROMPT)
-    enumerable_suite("model:answer-finite", model, g, prompt, n, smc_runs, max_tokens=8)
+    enumerable_suite("model:answer-finite", model, g, prompt, n, smc_runs, max_tokens=8, twists=twists)
     for name, schema, text in MODEL_SCHEMAS:
         g = Grammar.from_json_schema(schema, tok)
-        enumerable_suite(name, model, g, encode_prompt(tok, text), n, smc_runs, max_tokens=8)
+        enumerable_suite(name, model, g, encode_prompt(tok, text), n, smc_runs, max_tokens=8, twists=twists)
 
 
 def sygus_cases(quick):
@@ -217,6 +267,11 @@ def main(argv=None):
     ap.add_argument("--model-smc-runs", type=int, default=None, help="SMC runs per model suite (default: a tenth of --smc-runs)")
     ap.add_argument("--max-new-tokens", type=int, default=48)
     ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (1 helps on a loaded CPU)")
+    ap.add_argument("--smc-twists", default="none,trie,lookahead1,lookahead4",
+                    help="SMC twists of the toy suites: none | trie | lookaheadK[xTOPK] (comma-separated)")
+    ap.add_argument("--model-smc-twists", default="none,trie,lookahead1x16",
+                    help="SMC twists of the model suites (same syntax)")
+    ap.add_argument("--smc-only", action="store_true", help="toy suite: skip GCD / ASAp / AWRS, run only the SMC rows")
     a = ap.parse_args(argv)
     if a.threads:
         import torch
@@ -226,9 +281,9 @@ def main(argv=None):
     n = a.samples or (300 if a.quick else 2000)
     runs = a.smc_runs or (50 if a.quick else 300)
     if "toy" in suites:
-        toy_suite(n, runs)
+        toy_suite(n, runs, a.smc_twists.split(","), a.smc_only)
     if "model" in suites:
-        model_suite(max(n // 5, 50) if a.quick else n, a.model_smc_runs or max(runs // 10, 3))
+        model_suite(max(n // 5, 50) if a.quick else n, a.model_smc_runs or max(runs // 10, 3), a.model_smc_twists.split(","))
     if "sygus" in suites:
         sygus_suite(5 if a.quick else 50, 2 if a.quick else 10, a.quick, a.max_new_tokens)
 

@@ -57,3 +57,23 @@ def test_generate_dispatches_to_faithful_samplers(model_and_tokenizer):
     for name in ("smc", "asap"):
         r = generate(model, tok, "JSON please:", g, sampler=name, seed=0, max_new_tokens=24, n_particles=2)
         assert g.accepts(r.text), (name, r.text)
+
+
+def test_generate_smc_with_twists(model_and_tokenizer):
+    """generate(..., sampler="smc", twist=...): the lookahead (top-8 candidates) and the ASAp
+    trie (shared with sampler="asap", extended by every SMC run) give grammatical outputs."""
+    import corral.sampling.registry  # noqa: F401
+    from corral.api import generate
+    from corral.sampling import ASApSampler
+
+    model, tok = model_and_tokenizer
+    g = Grammar.from_lark(GRAMMAR, tok)
+    r = generate(model, tok, "JSON please:", g, sampler="smc", seed=0, max_new_tokens=24, n_particles=2,
+                 twist="lookahead", twist_top_k=8)
+    assert g.accepts(r.text), r.text
+    trie = ASApSampler(model, tok, g, "JSON please:", max_new_tokens=24)
+    for seed in (0, 1):
+        r = generate(model, tok, "JSON please:", g, sampler="smc", seed=seed, max_new_tokens=24, n_particles=2,
+                     twist="trie", asap_sampler=trie)
+        assert g.accepts(r.text), r.text
+    assert trie.n_nodes > 10 and trie.estimate_pl < 1.0

@@ -7,7 +7,8 @@
   masked distribution with a few single-token checks, and an unbiased estimate of the allowed
   mass (the importance weight).
 * :func:`smc` -- sequential Monte Carlo with AWRS proposals: weighted particles and an unbiased
-  estimate of ``P(L)``.
+  estimate of ``P(L)``; ``twist=`` gives twisted SMC (a :class:`Lookahead` twist, or an
+  :class:`ASApSampler` trie that learns across calls).
 * :func:`run_sampler` -- one entry point by name (``"gcd"``, ``"awrs"``, ``"smc"``, ``"asap"``),
   used by ``corral.generate(..., sampler=...)``.
 """
@@ -24,7 +25,7 @@ from .base import Sample
 from .exact import enumerate_language, kl_divergence, tv_distance
 from .gcd import GCDSampler
 from .lm import as_prompt_ids
-from .smc import SMCResult, smc
+from .smc import Lookahead, SMCResult, smc
 
 __all__ = [
     "ASApSampler",
@@ -33,6 +34,7 @@ __all__ = [
     "GCDSampler",
     "Sample",
     "SMCResult",
+    "Lookahead",
     "awrs_step",
     "smc",
     "run_sampler",
@@ -77,6 +79,8 @@ def run_sampler(
     ess_threshold: float = 0.5,
     max_checks: int | None = 256,
     asap_sampler: ASApSampler | None = None,
+    twist: Any = None,
+    twist_top_k: int | None = None,
     **_ignored: Any,
 ) -> Sample:
     """Draw one sequence with sampler ``name`` and return it as a :class:`Sample`.
@@ -84,7 +88,11 @@ def run_sampler(
     ``"gcd"``: masked sampling (biased baseline).  ``"awrs"``: per-step AWRS (distributed like
     GCD, few checks, with an importance ``log_weight``).  ``"smc"``: SMC with ``n_particles``
     AWRS particles; the returned particle is drawn by weight, ``info["smc"]`` holds the full
-    :class:`SMCResult` and ``info["log_z"]`` its ``P(L)`` estimate.  ``"asap"``: one ASAp sample
+    :class:`SMCResult` and ``info["log_z"]`` its ``P(L)`` estimate.  ``twist`` (SMC only):
+    ``None`` / ``"none"`` (default), ``"trie"`` (the ASAp trie that persists across calls for the
+    same model, grammar and prompt -- the one ``"asap"`` uses, or ``asap_sampler`` -- learns from
+    every run), ``"lookahead"`` or an int ``k`` (``k``-token lookahead; ``twist_top_k``: only for
+    the most probable candidates), or a :class:`Lookahead` / :class:`ASApSampler` object.  ``"asap"``: one ASAp sample
     from a sampler that persists across calls for the same model, grammar and prompt (or from
     ``asap_sampler``); ``info["estimate_pl"]`` is its bound on ``P(L)``.
     """
@@ -101,6 +109,9 @@ def run_sampler(
             model, grammar, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed, max_checks=max_checks
         ).sample_one()
     if name == "smc":
+        tw = _resolve_twist(
+            twist, twist_top_k, asap_sampler, model, tokenizer, grammar, prompt, max_new_tokens, temperature, seed
+        )
         res = smc(
             model,
             tokenizer,
@@ -112,6 +123,7 @@ def run_sampler(
             temperature=temperature,
             seed=seed,
             max_checks=max_checks,
+            twist=tw,
         )
         if res.log_z == float("-inf"):
             best = res.particles[0]
@@ -125,3 +137,32 @@ def run_sampler(
         )
         return s.sample_one()
     raise ValueError(f"unknown sampler {name!r}; available: {', '.join(SAMPLER_NAMES)}")
+
+
+def _resolve_twist(
+    twist: Any,
+    top_k: int | None,
+    asap_sampler: ASApSampler | None,
+    model: Any,
+    tokenizer: Any,
+    grammar: Any,
+    prompt: list[int],
+    max_new_tokens: int,
+    temperature: float,
+    seed: Any,
+) -> Any:
+    if twist is None or twist is False or twist == "none" or twist == 0:
+        return None
+    if twist == "lookahead":
+        return Lookahead(1, top_k=top_k)
+    if isinstance(twist, int) and not isinstance(twist, bool):
+        return Lookahead(twist, top_k=top_k)
+    if isinstance(twist, str) and twist.startswith("lookahead") and twist[9:].isdigit():
+        return Lookahead(int(twist[9:]), top_k=top_k)
+    if twist == "trie":
+        return asap_sampler or _asap_for(
+            model, tokenizer, grammar, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+        )
+    if isinstance(twist, (Lookahead, ASApSampler)):
+        return twist
+    raise ValueError(f"unknown twist {twist!r}: use 'none', 'trie', 'lookahead', 'lookaheadK', an int, or an object")

@@ -8,13 +8,15 @@ Two access patterns:
   whose cache cannot be cropped fall back to recomputing from the prompt's cache.
 * :class:`ParticleLM` -- N sequences in lock step (SMC).  The prompt is prefilled once and its
   cache repeated N times; each step feeds one token per live particle as a batch; resampling
-  reorders the batch (``Cache.reorder_cache``), i.e. copies the ancestors' caches.
+  reorders the batch (``Cache.reorder_cache``), i.e. copies the ancestors' caches; ``fork``
+  evaluates continuations of some rows on a copy of the cache (twisted SMC's lookahead).
 
 Log-probabilities are float64 numpy arrays over the model's logit width, at ``temperature``.
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Sequence
 
 import numpy as np
@@ -125,6 +127,8 @@ class ParticleLM:
         self.device = _device(model)
         self.cache: Any = None
         self.forward_calls = 0
+        self.fork_calls = 0  # lookahead batches (fork)
+        self.fork_rows = 0  # rows evaluated by them
         self.rows = 0
 
     def start(self, n: int) -> np.ndarray:
@@ -147,6 +151,24 @@ class ParticleLM:
             return
         self.cache.reorder_cache(torch.tensor(rows, dtype=torch.long, device=self.device))
         self.rows = len(rows)
+
+    def fork(self, rows: Sequence[int], paths: Sequence[Sequence[int]]) -> np.ndarray:
+        """Next-token log-probs ``[len(rows), V]`` after ``paths[i]`` appended to row ``rows[i]``
+        (all paths of one length >= 1), computed in one batch on a copy of the cache: the
+        particles' own rows are left as they are (twisted SMC's lookahead)."""
+        if not rows:
+            return np.zeros((0, 0))
+        k = len(paths[0])
+        if k < 1 or any(len(q) != k for q in paths):
+            raise ValueError("fork: paths must share one length >= 1")
+        cache = copy.deepcopy(self.cache)
+        cache.reorder_cache(torch.tensor([int(r) for r in rows], dtype=torch.long, device=self.device))
+        x = torch.tensor([[int(t) for t in q] for q in paths], dtype=torch.long, device=self.device)
+        with torch.no_grad():
+            out = self.model(input_ids=x, past_key_values=cache, use_cache=True)
+        self.fork_calls += 1
+        self.fork_rows += len(rows)
+        return _log_softmax(out.logits[:, -1, :], self.temperature)
 
     def step(self, tokens: Sequence[int]) -> np.ndarray:
         if len(tokens) != self.rows:

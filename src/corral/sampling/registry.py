@@ -2,7 +2,8 @@
 
 Importing this module makes ``corral.generate(..., sampler="asap" | "awrs" | "smc")`` work.
 Extra ``generate`` keyword options reach the sampler through ``DecodeContext.options``
-(``n_particles``, ``ess_threshold``, ``max_checks``, ``asap_sampler``).
+(``n_particles``, ``ess_threshold``, ``max_checks``, ``asap_sampler``, ``twist``, ``twist_top_k``;
+see :func:`corral.sampling.run_sampler`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import torch
 from ..api import DecodeContext, DecodeOutput, register_sampler
 from . import run_sampler
 
-_OPTION_KEYS = ("n_particles", "ess_threshold", "max_checks", "asap_sampler")
+_OPTION_KEYS = ("n_particles", "ess_threshold", "max_checks", "asap_sampler", "twist", "twist_top_k")
 
 
 def _adapter(name: str):
