@@ -98,3 +98,32 @@ def test_object_keys_from_reference_state(vocab, others):
 @given(names=st.lists(st.text(alphabet="abné_ \"\\", min_size=1, max_size=6), min_size=1, max_size=6, unique=True))
 def test_random_key_sets_from_reference_state(vocab, names):
     _assert_same_walks(vocab, _key_dfa(names, "any"), counted="refs")
+
+
+def test_walks_grow_full_record_buffers(vocab, monkeypatch):
+    """Walks write crossing records into per-thread buffers; when those are too small the walk
+    is redone with bigger ones, and the result is the same."""
+    dfa = _key_dfa(_NAMES, "any")
+    follow = ByteDFA.literal(b'"x"')
+    trie = trie_for(vocab)
+
+    def walks():
+        out = []
+        for q in range(dfa.trans.shape[0]):
+            w = M._walk(vocab, trie, dfa, q, runs=False, refs=False)
+            crossed = M.walk_crossing(vocab, follow, w[1:]) if len(w[1]) else None
+            out.append((w, crossed))
+        return out
+
+    expected = walks()
+    monkeypatch.setattr(M, "_RECORDS_INITIAL", 1)
+    monkeypatch.setattr(M._work, "bufs", {}, raising=False)
+    got = walks()
+    assert M._work.bufs["records"][0].shape[0] > 1, "the buffers never had to grow"
+    assert sum(len(w[1]) for w, _ in expected) > 0
+    for (w0, c0), (w1, c1) in zip(expected, got):
+        assert np.array_equal(w0[0], w1[0]) and _records(w0) == _records(w1)
+        assert (c0 is None) == (c1 is None)
+        if c0 is not None:
+            assert np.array_equal(c0[0], c1[0])
+            assert _records((None, *c0[1])) == _records((None, *c1[1]))

@@ -26,6 +26,7 @@ import time
 from collections import namedtuple
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 from numba import njit
@@ -35,31 +36,19 @@ from .trie import TokenTrie, _utf8_step, trie_for
 
 
 @njit(cache=True, nogil=True)
-def _grow(a, cap):
-    b = np.empty(cap, dtype=a.dtype)
-    b[: a.shape[0]] = a
-    return b
-
-
-@njit(cache=True, nogil=True)
-def _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, node, acc_path, nacc):
-    """Append one crossing record (subtree root and its cuts), growing the arrays when full."""
-    if n_rec == rec_node.shape[0]:
-        cap = 2 * rec_node.shape[0]
-        rec_node = _grow(rec_node, cap)
-        rec_ds = _grow(rec_ds, cap)
-        rec_dn = _grow(rec_dn, cap)
-    if n_cut + nacc > cuts.shape[0]:
-        dcap = cuts.shape[0]
-        while n_cut + nacc > dcap:
-            dcap *= 2
-        cuts = _grow(cuts, dcap)
+def _put_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, node, acc_path, nacc):
+    """Append one crossing record (subtree root and its cuts) to preallocated buffers; False when
+    they are full (the caller retries with bigger ones). The buffers are never reassigned in a
+    walk's loop: numba would then count references to them on every iteration, which tripled
+    the cost of small walks."""
+    if n_rec >= rec_node.shape[0] or n_cut + nacc > cuts.shape[0]:
+        return False
     rec_node[n_rec] = node
     rec_ds[n_rec] = n_cut
     rec_dn[n_rec] = nacc
     for i in range(nacc):
         cuts[n_cut + i] = acc_path[i]
-    return rec_node, rec_ds, rec_dn, cuts
+    return True
 
 
 @njit(cache=True, nogil=True)
@@ -297,9 +286,11 @@ def _counted(below, utf8_ok, chars_below, node, trans, q, ch):
 
 @njit(cache=True, nogil=True)
 def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, n_words,
-               sub_hi, below, utf8_ok, chars_below, facts, first_bytes):
+               sub_hi, below, utf8_ok, chars_below, facts, first_bytes, st_node, st_q, st_nacc, st_depth,
+               rec_node, rec_ds, rec_dn, cuts):
     """DFS over the trie from DFA state q0 (``facts``: the DFA's ``_Facts``, filled as needed),
-    over the tokens whose first byte b has ``first_bytes[b]``.
+    over the tokens whose first byte b has ``first_bytes[b]``. ``st_*``: scratch stacks of at least
+    one slot per trie node; ``rec_*``, ``cuts``: scratch space for the records (see ``_scratch``).
 
     Returns the inside bits and the crossing records: subtree root nodes with
     the cut offsets (depths where the DFA accepted on the way to that node).
@@ -311,16 +302,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     span = np.zeros(1, dtype=np.int32)
     use_span = False
     inside = np.zeros(n_words, dtype=np.uint32)
-    n_nodes = child_ptr.shape[0] - 1
-    st_node = np.empty(n_nodes + 1, dtype=np.int32)
-    st_q = np.empty(n_nodes + 1, dtype=np.int32)
-    st_nacc = np.empty(n_nodes + 1, dtype=np.int32)
-    st_depth = np.empty(n_nodes + 1, dtype=np.int32)
     acc_path = np.empty(1024, dtype=np.int32)
-    rec_node = np.empty(64, dtype=np.int32)
-    rec_ds = np.empty(64, dtype=np.int32)
-    rec_dn = np.empty(64, dtype=np.int32)
-    cuts = np.empty(256, dtype=np.int32)
     n_rec = 0
     n_cut = 0
     st_node[0] = 0
@@ -344,7 +326,8 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
             q2 = trans[q, child_byte[e]]
             if q2 < 0:
                 if nacc > 0:
-                    rec_node, rec_ds, rec_dn, cuts = _add_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc)
+                    if not _put_record(rec_node, rec_ds, rec_dn, cuts, n_rec, n_cut, ch, acc_path, nacc):
+                        return inside, rec_node[:0].copy(), rec_ds[:0].copy(), rec_dn[:0].copy(), cuts[:0].copy(), False
                     n_cut += nacc
                     n_rec += 1
             elif _stays(below, utf8_ok, ch, facts, trans, q2) or _counted(
@@ -373,7 +356,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
             if run > 0:
                 tid = sorted_ids[k]
                 inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
-    return inside, rec_node[:n_rec], rec_ds[:n_rec], rec_dn[:n_rec], cuts[:n_cut]
+    return inside, rec_node[:n_rec].copy(), rec_ds[:n_rec].copy(), rec_dn[:n_rec].copy(), cuts[:n_cut].copy(), True
 
 
 @njit(cache=True, nogil=True)
@@ -439,21 +422,18 @@ def _child(child_ptr, child_byte, child_node, node, b):
 
 @njit(cache=True, nogil=True)
 def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n_words,
-              child_ptr, child_byte, child_node, sub_hi):
+              child_ptr, child_byte, child_node, sub_hi, rec_node, rec_ds, rec_dn, cuts):
     """``_walk_trie``'s result for a state q0 that starts a run of ``length`` characters.
 
     Tokens made only of the run's characters, and no longer than it, stay inside without
     being read; every other token is read byte by byte from q0. Where one dies after the
     terminal could have ended, its record covers the whole subtree that dies there, and the
-    tokens of that subtree are skipped.
+    tokens of that subtree are skipped. ``rec_*`` (one slot per token) and ``cuts`` (one per
+    vocabulary byte) are scratch space: at most one record per token and one cut per byte, so
+    nothing grows (growing slowed the loop ten-fold).
     """
     inside = np.zeros(n_words, dtype=np.uint32)
     n = offs.shape[0] - 1
-    # at most one record per token and one cut per byte: no growing (which slowed the loop ten-fold)
-    rec_node = np.empty(n, dtype=np.int32)
-    rec_ds = np.empty(n, dtype=np.int32)
-    rec_dn = np.empty(n, dtype=np.int32)
-    cuts = np.empty(flat.shape[0], dtype=np.int32)
     n_rec = 0
     n_cut = 0
     k = 0
@@ -499,19 +479,16 @@ def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n
 def _resolve_crossing(
     trans, accepting, rec_node, rec_ds, rec_dn, cuts,
     child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth, flat, offs, n_words,
-    st_node, st_q, st_nacc,
+    st_node, st_q, st_nacc, o_node, o_ds, o_dn, o_cuts,
 ):
     """Walk each crossing subtree, from each of its cuts, through one next terminal's DFA.
 
     Sets the bits of tokens that stay inside it. Subtrees where this terminal
     could itself end part-way come back as new records (node, cuts), in the
-    same form, for the caller to resolve one parser step further.
+    same form, for the caller to resolve one parser step further. ``st_*``, ``o_*``: scratch
+    space, as for ``_walk_trie``; the last value returned is False when ``o_*`` were too small.
     """
     bits = np.zeros(n_words, dtype=np.uint32)
-    o_node = np.empty(16, dtype=np.int32)
-    o_ds = np.empty(16, dtype=np.int32)
-    o_dn = np.empty(16, dtype=np.int32)
-    o_cuts = np.empty(64, dtype=np.int32)
     n_out = 0
     n_oc = 0
     acc_path = np.empty(1024, dtype=np.int32)
@@ -533,7 +510,8 @@ def _resolve_crossing(
                     nacc += 1
             if q < 0:
                 if nacc > 0:
-                    o_node, o_ds, o_dn, o_cuts = _add_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, root, acc_path, nacc)
+                    if not _put_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, root, acc_path, nacc):
+                        return bits, o_node[:0].copy(), o_ds[:0].copy(), o_dn[:0].copy(), o_cuts[:0].copy(), False
                     n_oc += nacc
                     n_out += 1
                 continue
@@ -555,7 +533,8 @@ def _resolve_crossing(
                     q2 = trans[q, child_byte[e]]
                     if q2 < 0:
                         if nacc > 0:
-                            o_node, o_ds, o_dn, o_cuts = _add_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, ch, acc_path, nacc)
+                            if not _put_record(o_node, o_ds, o_dn, o_cuts, n_out, n_oc, ch, acc_path, nacc):
+                                return bits, o_node[:0].copy(), o_ds[:0].copy(), o_dn[:0].copy(), o_cuts[:0].copy(), False
                             n_oc += nacc
                             n_out += 1
                     else:
@@ -564,7 +543,7 @@ def _resolve_crossing(
                         st_q[sp] = q2
                         st_nacc[sp] = nacc
                         sp += 1
-    return bits, o_node[:n_out], o_ds[:n_out], o_dn[:n_out], o_cuts[:n_oc]
+    return bits, o_node[:n_out].copy(), o_ds[:n_out].copy(), o_dn[:n_out].copy(), o_cuts[:n_oc].copy(), True
 
 
 @dataclass(frozen=True, eq=False)
@@ -667,20 +646,25 @@ def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs:
             plan = _run_plan(vocab, trie, dfa, q, facts)
             if plan is not None:
                 length, cls = plan
+                n_tok = trie.offs.shape[0] - 1
+                rec_node, rec_ds, rec_dn = _scratch("run_records", n_tok, 3)
+                (cuts,) = _scratch("run_cuts", trie.flat.shape[0], 1)
                 return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
                                  trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
-                                 trie.sub_hi)
+                                 trie.sub_hi, rec_node, rec_ds, rec_dn, cuts)
     ref = _reference_state(dfa.trans, q) if refs else None
     first_bytes = _ALL_BYTES
     if ref is not None:
         r, first_bytes = ref
         base = terminal_state_masks(vocab, dfa, r)  # before taking the lock: r's walk takes it too
     with lock:
-        part = _walk_trie(
+        stacks = _scratch("trie_stacks", trie.n_nodes + 1, 4)
+        part = _with_record_space(trie, lambda *space: _walk_trie(
             dfa.trans, dfa.accepting, np.int32(q),
             trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sorted_ids,
             vocab.n_words, trie.sub_hi, trie.below, trie.utf8_ok, trie.chars_below, facts, first_bytes,
-        )
+            *stacks, *space,
+        ))
     return part if ref is None else _patch(trie, base, part, first_bytes)
 
 
@@ -884,26 +868,44 @@ def _load(path: Path | str) -> TerminalStateMasks | None:
 _work = threading.local()
 
 
-def _stacks(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per-thread DFS stacks, reused across calls (allocating them per call dominated small walks)."""
-    st = getattr(_work, "stacks", None)
+def _scratch(name: str, n: int, k: int) -> tuple[np.ndarray, ...]:
+    """``k`` int32 work arrays of at least ``n`` slots, kept per thread and per use and reused
+    across calls: allocating megabytes per call (stacks with a slot per trie node) cost more
+    than a small walk itself."""
+    bufs = getattr(_work, "bufs", None)
+    if bufs is None:
+        bufs = _work.bufs = {}
+    st = bufs.get(name)
     if st is None or st[0].shape[0] < n:
-        st = (np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32), np.empty(n, dtype=np.int32))
-        _work.stacks = st
+        st = bufs[name] = tuple(np.empty(n, dtype=np.int32) for _ in range(k))
     return st
+
+
+_RECORDS_INITIAL: int | None = None  # records a fresh thread's buffers hold (None: one per trie node)
+
+
+def _with_record_space(trie: TokenTrie, walk: Callable[..., tuple]) -> tuple:
+    """``walk(rec_node, rec_ds, rec_dn, cuts)`` on this thread's scratch record buffers, grown
+    and retried while the walk reports them too small."""
+    n = _RECORDS_INITIAL or trie.n_nodes + 1
+    while True:
+        *out, ok = walk(*_scratch("records", n, 3), *_scratch("record_cuts", 4 * n, 1))
+        if ok:
+            return tuple(out)
+        n = 2 * max(n, _scratch("records", n, 3)[0].shape[0])
 
 
 def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tuple]:
     """One parser step of crossing resolution: (bits kept inside ``dfa``, records ending it part-way)."""
     trie: TokenTrie = trie_for(vocab)
     rec_node, rec_ds, rec_dn, cuts = records
-    st_node, st_q, st_nacc = _stacks(trie.n_nodes + 1)
-    bits, n2, ds2, dn2, c2 = _resolve_crossing(
+    stacks = _scratch("cross_stacks", trie.n_nodes + 1, 3)
+    bits, n2, ds2, dn2, c2 = _with_record_space(trie, lambda *space: _resolve_crossing(
         dfa.trans, dfa.accepting, rec_node, rec_ds, rec_dn, cuts,
         trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi,
         trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
-        st_node, st_q, st_nacc,
-    )
+        *stacks, *space,
+    ))
     return bits, (n2, ds2, dn2, c2)
 
 

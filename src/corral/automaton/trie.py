@@ -68,9 +68,10 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
             no_accept.setflags(write=False)
         _walk_trie(dead, no_accept, np.int32(0), t.child_ptr, t.child_byte, t.child_node,
                    t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below,
-                   _new_facts(1), every_byte)
+                   _new_facts(1), every_byte, stack, stack, stack, stack, stack, stack, stack, stack)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
-                          t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words, stack, stack, stack)
+                          t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words,
+                          stack, stack, stack, stack, stack, stack, stack)
 
 
 def build_trie(token_bytes) -> TokenTrie:
