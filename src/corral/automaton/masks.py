@@ -24,7 +24,7 @@ import tempfile
 import threading
 import time
 from collections import namedtuple
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -421,29 +421,24 @@ def _child(child_ptr, child_byte, child_node, node, b):
 
 
 @njit(cache=True, nogil=True)
-def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n_words,
+def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside,
               child_ptr, child_byte, child_node, sub_hi, rec_node, rec_ds, rec_dn, cuts):
-    """``_walk_trie``'s result for a state q0 that starts a run of ``length`` characters.
+    """``_walk_trie``'s result for a state q0 that starts a run of characters.
 
-    Tokens made only of the run's characters, and no longer than it, stay inside without
-    being read; every other token is read byte by byte from q0. Where one dies after the
-    terminal could have ended, its record covers the whole subtree that dies there, and the
-    tokens of that subtree are skipped. ``rec_*`` (one slot per token) and ``cuts`` (one per
-    vocabulary byte) are scratch space: at most one record per token and one cut per byte, so
-    nothing grows (growing slowed the loop ten-fold).
+    ``inside`` comes in holding the tokens made only of the run's characters and no longer
+    than it (they stay inside without being read); the tokens at the sorted positions
+    ``to_read`` (every other one, in trie order) are read byte by byte from q0. Where one dies
+    after the terminal could have ended, its record covers the whole subtree that dies there,
+    and the tokens of that subtree are skipped. ``rec_*`` (one slot per token) and ``cuts``
+    (one per vocabulary byte) are scratch space: at most one record per token and one cut per
+    byte, so nothing grows (growing slowed the loop ten-fold).
     """
-    inside = np.zeros(n_words, dtype=np.uint32)
-    n = offs.shape[0] - 1
+    m = to_read.shape[0]
     n_rec = 0
     n_cut = 0
-    k = 0
-    while k < n:
-        c = run_chars[k]
-        if c >= 0 and c <= length:
-            tid = sorted_ids[k]
-            inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
-            k += 1
-            continue
+    j = 0
+    while j < m:
+        k = to_read[j]
         base = offs[k]
         q = q0
         nacc = 0
@@ -456,10 +451,10 @@ def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n
             if accepting[q]:
                 cuts[n_cut + nacc] = i - base + 1
                 nacc += 1
+        j += 1
         if died < 0:
             tid = sorted_ids[k]
             inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
-            k += 1
             continue
         # every token below the node of the first died + 1 bytes dies the same way
         node = 0
@@ -471,8 +466,20 @@ def _walk_run(trans, accepting, q0, length, run_chars, flat, offs, sorted_ids, n
             rec_dn[n_rec] = nacc
             n_rec += 1
             n_cut += nacc
-        k = max(k + 1, np.int64(sub_hi[node]))
+        hi = sub_hi[node]
+        while j < m and to_read[j] < hi:
+            j += 1
     return inside, rec_node[:n_rec].copy(), rec_ds[:n_rec].copy(), rec_dn[:n_rec].copy(), cuts[:n_cut].copy()
+
+
+@njit(cache=True, nogil=True)
+def _bits_at(positions, sorted_ids, n_words):
+    """The bitmask of the tokens at these sorted (trie-order) positions."""
+    bits = np.zeros(n_words, dtype=np.uint32)
+    for k in positions:
+        tid = sorted_ids[k]
+        bits[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+    return bits
 
 
 @njit(cache=True, nogil=True)
@@ -646,11 +653,12 @@ def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs:
             plan = _run_plan(vocab, trie, dfa, q, facts)
             if plan is not None:
                 length, cls = plan
+                short, to_read = cls.split(length, trie, vocab.n_words)
                 n_tok = trie.offs.shape[0] - 1
                 rec_node, rec_ds, rec_dn = _scratch("run_records", n_tok, 3)
                 (cuts,) = _scratch("run_cuts", trie.flat.shape[0], 1)
-                return _walk_run(dfa.trans, dfa.accepting, np.int32(q), length, cls.chars, trie.flat, trie.offs,
-                                 trie.sorted_ids, vocab.n_words, trie.child_ptr, trie.child_byte, trie.child_node,
+                return _walk_run(dfa.trans, dfa.accepting, np.int32(q), to_read, trie.flat, trie.offs,
+                                 trie.sorted_ids, short.copy(), trie.child_ptr, trie.child_byte, trie.child_node,
                                  trie.sub_hi, rec_node, rec_ds, rec_dn, cuts)
     ref = _reference_state(dfa.trans, q) if refs else None
     first_bytes = _ALL_BYTES
@@ -759,14 +767,34 @@ _RUN_MAX_READ = 0.2  # read token by token only when at most this share of the v
 @dataclass(frozen=True, eq=False)
 class _RunClass:
     """The vocabulary seen from one run's character set: each token's length in characters
-    (-1 if it has a character outside the set), and how many tokens are at most k long."""
+    (-1 if it has a character outside the set), how many tokens are at most k long, and, per
+    run length met so far, which tokens a walk takes at once and which it must read."""
 
     chars: np.ndarray  # int32 [n_tokens], in trie (sorted) order
     at_most: np.ndarray  # int64 [max_chars + 2]: at_most[k] = tokens of the set with <= k characters
+    outside: np.ndarray  # int32: sorted positions of the tokens with a character outside the set
+    longest_first: np.ndarray  # int32: positions of the tokens of the set, most characters first
+    splits: dict = field(default_factory=dict)  # clamped length -> (short-token bits, to_read)
+
+    def _clamp(self, length: int) -> int:
+        return min(length, len(self.at_most) - 1)
 
     def n_read(self, length: int) -> int:
         """Tokens a walk over a run of ``length`` characters must read byte by byte."""
-        return len(self.chars) - int(self.at_most[min(length, len(self.at_most) - 1)])
+        return len(self.chars) - int(self.at_most[self._clamp(length)])
+
+    def split(self, length: int, trie: TokenTrie, n_words: int) -> tuple[np.ndarray, np.ndarray]:
+        """(bits of the tokens of the set no longer than the run, read-only; sorted positions of
+        the others). Kept per length: a bounded string's every position asks for the next one."""
+        length = self._clamp(length)
+        out = self.splits.get(length)
+        if out is None:
+            n_long = len(self.longest_first) - int(self.at_most[length])
+            short = _bits_at(self.longest_first[n_long:], trie.sorted_ids, n_words)
+            to_read = np.sort(np.concatenate([self.outside, self.longest_first[:n_long]]))
+            short.setflags(write=False)
+            out = self.splits.setdefault(length, (short, to_read))
+        return out
 
 
 _run_classes: dict[tuple, _RunClass] = {}
@@ -778,7 +806,9 @@ def _run_class(vocab, trie: TokenTrie, asc0: int, asc1: int, utf8: bool) -> _Run
     if cls is None:
         chars = _run_chars(trie.flat, trie.offs, np.uint64(asc0), np.uint64(asc1), utf8)
         counts = np.bincount(chars[chars >= 0], minlength=int(trie.chars_below[0]) + 2)
-        cls = _RunClass(chars, np.cumsum(counts))
+        in_set = np.flatnonzero(chars >= 0).astype(np.int32)
+        longest_first = in_set[np.argsort(-chars[in_set], kind="stable")]
+        cls = _RunClass(chars, np.cumsum(counts), np.flatnonzero(chars < 0).astype(np.int32), longest_first)
         with _tsm_lock:
             cls = _run_classes.setdefault(key, cls)
     return cls
