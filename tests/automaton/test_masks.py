@@ -127,3 +127,25 @@ def test_walks_grow_full_record_buffers(vocab, monkeypatch):
         if c0 is not None:
             assert np.array_equal(c0[0], c1[0])
             assert _records((None, *c0[1])) == _records((None, *c1[1]))
+
+
+def test_disk_cache_round_trip(vocab, tmp_path, monkeypatch):
+    """Masks saved to the disk cache come back equal in a fresh memory cache, without a walk."""
+    monkeypatch.setenv("CORRAL_CACHE", str(tmp_path))
+    monkeypatch.delenv("CORRAL_NO_DISK_CACHE", raising=False)
+    monkeypatch.setattr(M, "_DISK_MIN_SECONDS", 0.0)
+    dfa = _key_dfa(_NAMES, "any")
+    M.clear_cache()
+    first = [M.terminal_state_masks(vocab, dfa, q) for q in range(dfa.n_states)]
+    assert list(tmp_path.rglob("*.bin")), "nothing was saved"
+    M.clear_cache()
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("walked although the masks were on disk")
+
+    monkeypatch.setattr(M, "_walk", no_walk)
+    again = [M.terminal_state_masks(vocab, dfa, q) for q in range(dfa.n_states)]
+    for a, b in zip(first, again):
+        assert np.array_equal(a.inside, b.inside)
+        assert _records((None, a.rec_node, a.rec_ds, a.rec_dn, a.cuts)) == _records((None, b.rec_node, b.rec_ds, b.rec_dn, b.cuts))
+    M.clear_cache()

@@ -562,7 +562,6 @@ class TerminalStateMasks:
     rec_ds: np.ndarray  # int32 [R]: first cut of each record in ``cuts``
     rec_dn: np.ndarray  # int32 [R]: number of cuts of each record
     cuts: np.ndarray  # int32: byte offsets where the terminal could end
-    n_inside: int
 
     @property
     def has_crossing(self) -> bool:
@@ -583,6 +582,7 @@ def clear_cache(disk: bool = False) -> None:
         import shutil
 
         shutil.rmtree(_disk_dir(), ignore_errors=True)
+        _disk_names.clear()
 
 
 def _disk_dir() -> Path:
@@ -603,6 +603,22 @@ def _disk_path(key: tuple[str, bytes, int]) -> Path | str | None:
 
 
 _disk_base: dict[str | None, str] = {}
+_disk_names: dict[str, set[str]] = {}  # folder -> names of its files, listed once per process
+
+
+def _on_disk(path: str) -> bool:
+    """Whether the cache file may exist: a set lookup, not a failed open per new state. The
+    folder is listed once per process; files other processes write later are not seen (they
+    would only have saved a walk)."""
+    folder, name = os.path.split(path)
+    names = _disk_names.get(folder)
+    if names is None:
+        try:
+            names = set(os.listdir(folder))
+        except OSError:
+            names = set()
+        names = _disk_names.setdefault(folder, names)
+    return name in names
 
 
 def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
@@ -626,12 +642,12 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
             _tsm_cache.setdefault(key, out)
         return out
     path = _disk_path(rkey)
-    out = _load(path) if path is not None else None
+    out = _load(path) if path is not None and _on_disk(path) else None
     if out is None:
         trie = trie_for(vocab)
         t0 = time.perf_counter()
         inside, node, ds, dn, cuts = _walk(vocab, trie, dfa, q)
-        out = TerminalStateMasks(inside, node, ds, dn, cuts, int(np.bitwise_count(inside).sum()))
+        out = TerminalStateMasks(inside, node, ds, dn, cuts)
         if path is not None and time.perf_counter() - t0 > _DISK_MIN_SECONDS:
             _save(path, out)
     for a in (out.inside, out.rec_node, out.rec_ds, out.rec_dn, out.cuts):
@@ -648,6 +664,8 @@ def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs:
     every position is a new state); from a reference state's masks when q reads most bytes
     as that state does (see ``_reference_state``); else by the trie walk."""
     facts, lock = _dfa_facts(dfa)
+    if int(np.count_nonzero(dfa.trans[q] >= 0)) < min(_RUN_MIN_ASCII, _REF_MIN_LIVE):
+        runs = refs = False  # a narrow state: neither shortcut applies, and its walk is quick
     if runs:
         with lock:  # the facts are filled in place, without the GIL
             plan = _run_plan(vocab, trie, dfa, q, facts)
@@ -871,6 +889,8 @@ def _save(path: Path | str, tsm: TerminalStateMasks) -> None:
             for a in (header, tsm.inside, tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts):
                 f.write(np.ascontiguousarray(a).tobytes())
         os.replace(tmp, path)
+        folder, name = os.path.split(path)
+        _disk_names.setdefault(folder, set()).add(name)
     except OSError:
         pass  # a cache that cannot be written is only slower
 
@@ -892,7 +912,7 @@ def _load(path: Path | str) -> TerminalStateMasks | None:
         arrays.append(np.frombuffer(data, dtype=dtype, count=n, offset=off))
         off += 4 * n
     inside = arrays[0]
-    return TerminalStateMasks(inside, *arrays[1:], int(np.bitwise_count(inside).sum()))
+    return TerminalStateMasks(inside, *arrays[1:])
 
 
 _work = threading.local()
