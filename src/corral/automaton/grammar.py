@@ -20,7 +20,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
 
 TERMINATED = -2
-_EXACT_WALK_TOKENS = 256  # below this many crossing tokens, a byte walk beats per-terminal trie walks
+_EXACT_WALK_TOKENS = 256  # up to this many crossing tokens, a byte walk may beat per-terminal trie walks:
+_EXACT_TOKENS_PER_ROLE = 16  # it does when they are fewer than this many per terminal that may come next
 _EAGER_STATE_LIMIT = 64
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
@@ -274,15 +275,17 @@ class _Masker:
         nodes = (keys >> 20).astype(np.int64)
         trie = trie_lists(self.vocab)
         n_tokens = int((trie.sub_hi_np[nodes] - trie.tok_lo_np[nodes]).sum())
-        if n_tokens <= _EXACT_WALK_TOKENS:
+        A = self.A
+        roles = A.roles_at(column)
+        # A byte walk in Python costs per token, a compiled walk per next terminal.
+        if n_tokens <= min(_EXACT_WALK_TOKENS, _EXACT_TOKENS_PER_ROLE * len(roles)):
             self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
             return
         records = keys  # walk_crossing_keys memoises on (terminal, these keys)
-        A = self.A
         nt = A.n_terminals
         terms = A.ir.terminals
         seen: set[tuple[int, int]] = set()
-        for role in A.roles_at(column):
+        for role in roles:
             t = role % nt
             try:
                 nxt = A.after(column, role)

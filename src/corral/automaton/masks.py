@@ -571,6 +571,7 @@ class TerminalStateMasks:
 _tsm_cache: dict[tuple[str, bytes, int], TerminalStateMasks] = {}
 _tsm_lock = threading.Lock()
 _DISK_MIN_SECONDS = 0.002  # only walks slower than this are worth a file
+_RESIDUAL_MAX_STATES = 256  # bigger DFAs key their states' masks by (DFA, state), not by residual
 
 
 def clear_cache(disk: bool = False) -> None:
@@ -633,9 +634,14 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     if out is not None:
         return out
     # The masks depend only on the language read from q: key the expensive part by it, so that
-    # terminals that end alike (every key and string of every schema) share one walk.
-    h1, h2 = _residual_hash(dfa.trans, dfa.accepting, np.int32(q))
-    rkey = (vocab.fingerprint, np.array([h1, h2], dtype=np.uint64).tobytes(), -1)
+    # terminals that end alike (every key and string of every schema) share one walk. Hashing
+    # that language reads all of the DFA q reaches: in a big DFA (a format under a length
+    # bound) that costs more than the sharing saves, and the DFA's own key serves.
+    if dfa.n_states > _RESIDUAL_MAX_STATES:
+        rkey = key
+    else:
+        h1, h2 = _residual_hash(dfa.trans, dfa.accepting, np.int32(q))
+        rkey = (vocab.fingerprint, np.array([h1, h2], dtype=np.uint64).tobytes(), -1)
     out = _tsm_cache.get(rkey)
     if out is not None:
         with _tsm_lock:
