@@ -473,6 +473,25 @@ def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside,
 
 
 @njit(cache=True, nogil=True)
+def _longest_first(chars, counts):
+    """Positions of the tokens with ``chars >= 0``, most characters first, in trie order among
+    equals (a counting sort; ``counts[c]``: how many tokens have c characters)."""
+    n_c = counts.shape[0]
+    start = np.empty(n_c, dtype=np.int64)
+    acc = 0
+    for c in range(n_c - 1, -1, -1):
+        start[c] = acc
+        acc += counts[c]
+    out = np.empty(acc, dtype=np.int32)
+    for k in range(chars.shape[0]):
+        c = chars[k]
+        if c >= 0:
+            out[start[c]] = k
+            start[c] += 1
+    return out
+
+
+@njit(cache=True, nogil=True)
 def _bits_at(positions, sorted_ids, n_words):
     """The bitmask of the tokens at these sorted (trie-order) positions."""
     bits = np.zeros(n_words, dtype=np.uint32)
@@ -830,9 +849,8 @@ def _run_class(vocab, trie: TokenTrie, asc0: int, asc1: int, utf8: bool) -> _Run
     if cls is None:
         chars = _run_chars(trie.flat, trie.offs, np.uint64(asc0), np.uint64(asc1), utf8)
         counts = np.bincount(chars[chars >= 0], minlength=int(trie.chars_below[0]) + 2)
-        in_set = np.flatnonzero(chars >= 0).astype(np.int32)
-        longest_first = in_set[np.argsort(-chars[in_set], kind="stable")]
-        cls = _RunClass(chars, np.cumsum(counts), np.flatnonzero(chars < 0).astype(np.int32), longest_first)
+        cls = _RunClass(chars, np.cumsum(counts), np.flatnonzero(chars < 0).astype(np.int32),
+                        _longest_first(chars, counts))
         with _tsm_lock:
             cls = _run_classes.setdefault(key, cls)
     return cls
