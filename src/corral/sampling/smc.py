@@ -159,11 +159,12 @@ class Lookahead:
 
 
 class _LNode:
-    __slots__ = ("row", "path", "matcher", "length", "key", "kids", "psi")
+    __slots__ = ("row", "path", "matcher", "length", "key", "kids", "const", "psi")
 
     def __init__(self, row: int, path: list[int], matcher: Any, length: int, key: tuple[int, ...]) -> None:
         self.row, self.path, self.matcher, self.length, self.key = row, path, matcher, length, key
-        self.kids: list[tuple[float, "_LNode | None"]] = []  # (P(t|w) x fixed factor, node to evaluate)
+        self.kids: list[tuple[float, "_LNode"]] = []  # (P(t|w), child to evaluate)
+        self.const = 0.0  # sum of P(t|w) psi(wt) over the children whose psi is known
         self.psi = 1.0
 
 
@@ -191,6 +192,7 @@ def _lookahead_psi(
     """Fill ``node.psi`` = ``psi_depth(node prefix)`` for nodes one token below particles:
     ``psi_d(w) = sum_{t allowed} P(t|w) psi_{d-1}(wt)``, ``psi_0 = 1``, EOS children 1 and
     children reaching ``max_new_tokens`` without EOS 0.  One batched fork per level."""
+    eos_arr = np.array(sorted(eos), dtype=np.int64)
     level = []
     for nd in nodes:
         v = memo.psi.get((nd.key, depth))
@@ -216,17 +218,20 @@ def _lookahead_psi(
         nxt: list[_LNode] = []
         for nd in level:
             ids, pa = memo.nodes[nd.key]
-            for t, pt in zip(ids.tolist(), pa.tolist()):
-                if pt <= 0.0:
-                    continue
-                f = _child_factor(t, nd.length, eos, max_new_tokens)
-                if f is not None or d == 1:
-                    nd.kids.append((pt * (1.0 if f is None else f), None))
-                    continue
+            fac = np.ones(len(ids))  # children whose twist is fixed: EOS 1, cut by the length 0
+            is_eos = np.isin(ids, eos_arr)
+            if nd.length + 1 >= max_new_tokens:
+                fac[~is_eos] = 0.0
+            if d == 1:  # psi_0 = 1 for every child
+                nd.const = float(np.dot(pa, fac))
+                continue
+            open_ = (~is_eos) & (fac > 0.0) & (pa > 0.0)
+            nd.const = float(np.dot(pa[~open_], fac[~open_]))
+            for t, pt in zip(ids[open_].tolist(), pa[open_].tolist()):
                 key = nd.key + (t,)
                 v = memo.psi.get((key, d - 1))
                 if v is not None:
-                    nd.kids.append((pt * v, None))
+                    nd.const += pt * v
                     continue
                 m2 = nd.matcher.copy()
                 if not m2.consume_token(t):
@@ -238,7 +243,7 @@ def _lookahead_psi(
         d -= 1
     for j in range(len(levels) - 1, -1, -1):
         for nd in levels[j]:
-            nd.psi = math.fsum(v if kid is None else v * kid.psi for v, kid in nd.kids)
+            nd.psi = nd.const + math.fsum(v * kid.psi for v, kid in nd.kids)
             memo.psi[(nd.key, depth - j)] = nd.psi
 
 
