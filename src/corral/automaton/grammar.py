@@ -12,7 +12,7 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .masks import terminal_state_masks, walk_crossing_keys
+from .masks import set_token_ranges, terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -313,6 +313,7 @@ class _Masker:
         tb = self.token_bytes
         child_ptr, child_byte, child_node = t.child_ptr, t.child_byte, t.child_node
         tok_lo, tok_hi, sorted_ids, depth = t.tok_lo, t.tok_hi, t.sorted_ids, t.depth
+        ranges: list[tuple[int, int]] = []  # trie positions of the tokens found viable
         for node, cut in zip(nodes, cuts):
             first = tb[sorted_ids[tok_lo[node]]]
             try:
@@ -325,9 +326,8 @@ class _Masker:
             stack = [(node, sid)]
             while stack:
                 nd, sid = stack.pop()
-                for k in range(tok_lo[nd], tok_hi[nd]):
-                    tid = sorted_ids[k]
-                    out[tid >> 5] |= np.uint32(1 << (tid & 31))
+                if tok_hi[nd] > tok_lo[nd]:
+                    ranges.append((tok_lo[nd], tok_hi[nd]))
                 for e in range(child_ptr[nd], child_ptr[nd + 1]):
                     try:
                         nxt = step(sid, child_byte[e])
@@ -336,6 +336,7 @@ class _Masker:
                         continue
                     if nxt >= 0:
                         stack.append((child_node[e], nxt))
+        set_token_ranges(out, self.vocab, ranges)
 
     def has_mask(self, sid: int) -> bool:
         """Whether ``state_mask(sid)`` is already computed (a lookup)."""

@@ -473,6 +473,19 @@ def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside,
 
 
 @njit(cache=True, nogil=True)
+def _set_ranges(bits, sorted_ids, ranges):
+    """Set the bits of the tokens at sorted positions ``lo <= k < hi`` for each (lo, hi) row."""
+    for r in range(ranges.shape[0]):
+        _set_bits(bits, sorted_ids, ranges[r, 0], ranges[r, 1])
+
+
+def set_token_ranges(bits: np.ndarray, vocab, ranges: list) -> None:
+    """OR into ``bits`` the tokens at trie positions [lo, hi) for each (lo, hi) in ``ranges``."""
+    if ranges:
+        _set_ranges(bits, trie_for(vocab).sorted_ids, np.array(ranges, dtype=np.int64))
+
+
+@njit(cache=True, nogil=True)
 def _longest_first(chars, counts):
     """Positions of the tokens with ``chars >= 0``, most characters first, in trie order among
     equals (a counting sort; ``counts[c]``: how many tokens have c characters)."""
