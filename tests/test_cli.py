@@ -145,7 +145,7 @@ def test_generate_help_lists_sampler_and_speculative(capsys):
         main(["generate", "--help"])
     assert info.value.code == 0
     out = capsys.readouterr().out
-    for word in ("--sampler", "awrs", "smc", "asap", "--speculative", "--no-speculative"):
+    for word in ("--sampler", "awrs", "smc", "asap", "--twist", "--speculative", "--no-speculative"):
         assert word in out
 
 
@@ -162,6 +162,16 @@ def test_speculative_with_faithful_sampler_is_refused_before_loading(capsys):
     assert "Traceback" not in err
 
 
+@pytest.mark.parametrize("argv,word", [
+    (["--sampler", "awrs", "--twist", "trie"], "--sampler smc"),
+    (["--sampler", "smc", "--twist", "sideways"], "lookaheadK"),
+])
+def test_bad_twist_is_refused_before_loading(capsys, argv, word):
+    code, _, err = _run(capsys, ["generate", "--schema", '{"type": "integer"}', "--prompt", "x", *argv])
+    assert code == 2 and err.startswith("corral: error:") and word in err
+    assert "Traceback" not in err
+
+
 @pytest.mark.model
 def test_generate_speculative_and_sampler(capsys, model_threads):
     schema = json.dumps({"type": "object", "properties": {"ok": {"type": "boolean"}}, "required": ["ok"],
@@ -172,6 +182,10 @@ def test_generate_speculative_and_sampler(capsys, model_threads):
     assert isinstance(json.loads(out)["ok"], bool)
     code, out, err = _run(capsys, ["generate", "--schema", schema, "--prompt", "Is it ok?", "--max-new-tokens", "12",
                                    "--sampler", "smc", "--seed", "0"])
+    assert code == 0, err
+    assert isinstance(json.loads(out)["ok"], bool)
+    code, out, err = _run(capsys, ["generate", "--schema", schema, "--prompt", "Is it ok?", "--max-new-tokens", "12",
+                                   "--sampler", "smc", "--twist", "lookahead", "--seed", "0"])
     assert code == 0, err
     assert isinstance(json.loads(out)["ok"], bool)
 

@@ -11,6 +11,7 @@ import argparse
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -123,6 +124,11 @@ def cmd_generate(args: argparse.Namespace) -> int:
         raise UsageError(f"grammar file not found: {args.grammar}")
     if args.speculative and args.sampler not in (None, "greedy", "sample"):
         raise UsageError(f"--speculative works with --sampler greedy or sample, not {args.sampler}")
+    if args.twist is not None:
+        if args.sampler != "smc":
+            raise UsageError("--twist works with --sampler smc")
+        if not re.fullmatch(r"none|trie|lookahead\d*", args.twist):
+            raise UsageError(f"--twist must be none, trie, lookahead or lookaheadK (K tokens), not {args.twist!r}")
     model, tokenizer = _load_model(args.model)
     from .api import generate, generate_json
 
@@ -131,6 +137,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
         common["sampler"] = args.sampler
     if args.speculative:
         common["speculative"] = True
+    if args.twist is not None:
+        common["twist"] = args.twist
     if schema is not None:
         value, result = generate_json(
             model, tokenizer, schema, args.prompt,
@@ -420,6 +428,10 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--sampler", choices=["greedy", "sample", "awrs", "smc", "asap"], default=None,
                    help="decoding strategy: greedy / sample (masked decoding; default: greedy at temperature 0, "
                    "else sample), or a faithful sampler of P(text | grammar): awrs, smc, asap")
+    g.add_argument("--twist", default=None, metavar="T",
+                   help="with --sampler smc, twisted proposals: lookahead (or lookaheadK: the exact grammatical "
+                   "mass of the next K tokens, K=1 by default), trie (a learned estimate; it learns across calls "
+                   "in one process, so a single command starts from nothing), none (default)")
     g.add_argument("--speculative", action=argparse.BooleanOptionalAction, default=False,
                    help="speculative decoding: grammar / n-gram / recycled drafts verified in one forward pass "
                    "(same output distribution; greedy or sample only; default: off)")
