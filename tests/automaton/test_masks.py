@@ -149,3 +149,25 @@ def test_disk_cache_round_trip(vocab, tmp_path, monkeypatch):
         assert np.array_equal(a.inside, b.inside)
         assert _records((None, a.rec_node, a.rec_ds, a.rec_dn, a.cuts)) == _records((None, b.rec_node, b.rec_ds, b.rec_dn, b.cuts))
     M.clear_cache()
+
+
+def test_terminal_starts_are_walked_at_compile_time(vocab, monkeypatch):
+    """A grammar too big to precompute whole still walks each terminal's first states when it
+    is compiled, so the step that opens an object (where any key may start) walks nothing."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    names = ["a_rather_long_property_name_%d" % i for i in range(6)]
+    schema = {"type": "object", "properties": {n: {"type": "integer"} for n in names}}
+    M.clear_cache()
+    g = Grammar.from_json_schema(schema, vocab)
+    assert sum(d.n_states for d in g.ir.terminals) > G._EAGER_STATE_LIMIT
+    m = g.matcher()
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("a terminal state was walked after compiling")
+
+    monkeypatch.setattr(M, "_walk", no_walk)
+    assert m.consume_bytes(b'{"')
+    assert m.next_token_mask().any()
+    M.clear_cache()

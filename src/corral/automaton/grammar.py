@@ -23,6 +23,9 @@ TERMINATED = -2
 _EXACT_WALK_TOKENS = 256  # up to this many crossing tokens, a byte walk may beat per-terminal trie walks:
 _EXACT_TOKENS_PER_ROLE = 16  # it does when they are fewer than this many per terminal that may come next
 _EAGER_STATE_LIMIT = 64
+_EAGER_STARTS = True  # bigger grammars: each terminal's states up to _EAGER_START_DEPTH bytes in, at compile time
+_EAGER_START_FANOUT = 4  # ... while at most this many states are that many bytes in
+_EAGER_START_DEPTH = 2
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -179,11 +182,27 @@ class _Masker:
         self.token_bytes = vocab.token_bytes
         if sum(d.n_states for d in automaton.ir.terminals) <= _EAGER_STATE_LIMIT:
             self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
+        elif _EAGER_STARTS:
+            self.precompute_starts()
 
     def precompute(self) -> None:
         for dfa in self.A.ir.terminals:
             for q in range(dfa.n_states):
                 terminal_state_masks(self.vocab, dfa, q)
+
+    def precompute_starts(self) -> None:
+        """The first states of every terminal: its start, and the states a few bytes in while
+        they stay few (an object key's opening bytes). A step that may start many terminals at
+        once (after ``{"`` or ``,"``) would otherwise walk each of them then."""
+        for dfa in self.A.ir.terminals:
+            level = [0]
+            for depth in range(_EAGER_START_DEPTH + 1):
+                for q in level:
+                    terminal_state_masks(self.vocab, dfa, q)
+                rows = dfa.trans[level]
+                level = np.unique(rows[rows >= 0]).tolist()
+                if len(level) > _EAGER_START_FANOUT:
+                    break
 
     def token_step(self, sid: int, tid: int) -> int:
         key = (sid, tid)
