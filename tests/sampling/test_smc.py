@@ -96,21 +96,33 @@ def _tiny_llama(vocab_size: int):
     return model
 
 
-def test_real_dynamic_cache_batched_and_reordered_matches_unbatched():
-    """With a (tiny, random) transformers Llama and its DynamicCache: every particle's
-    accumulated log-probability equals a from-scratch recomputation, through resampling."""
+def _tiny_llama_problem():
+    """(model, grammar, prompt): a tiny random transformers Llama over multi-byte tokens."""
     vocab = toy_vocabulary(["a", "b", "c", "ab", "bc", "ca", "abc", "x"])
     model = _tiny_llama(vocab.size)
     g = Grammar.from_regex("(a|b|c)(ab|ca|c)?(abc|b)(a|bc)?c", vocab)
-    prompt = [vocab.size - 1, 0, 1]
-    res = smc(model, None, g, prompt, n_particles=6, seed=3, ess_threshold=1.0)  # resample every round
-    assert res.n_resamples > 0
+    return model, g, [vocab.size - 1, 0, 1]
+
+
+def _assert_logprobs_recomputed(res, model, g, prompt) -> "PrefixLM":
+    """Every particle's accumulated log-probability equals a from-scratch recomputation, and
+    complete particles are sentences; returns the reference LM."""
     ref = PrefixLM(model, prompt)
     for s in res.particles:
         lp = sum(float(ref.logprobs(s.token_ids[:i])[t]) for i, t in enumerate(s.token_ids))
         assert s.logprob == pytest.approx(lp, abs=1e-4)
         if s.complete:
             assert g.accepts(s.text)
+    return ref
+
+
+def test_real_dynamic_cache_batched_and_reordered_matches_unbatched():
+    """With a (tiny, random) transformers Llama and its DynamicCache: every particle's
+    accumulated log-probability equals a from-scratch recomputation, through resampling."""
+    model, g, prompt = _tiny_llama_problem()
+    res = smc(model, None, g, prompt, n_particles=6, seed=3, ess_threshold=1.0)  # resample every round
+    assert res.n_resamples > 0
+    ref = _assert_logprobs_recomputed(res, model, g, prompt)
     # the prefix cache (crop to the longest common prefix) agrees with a fresh computation too
     fresh = PrefixLM(model, prompt)
     s = res.particles[0].token_ids
@@ -246,15 +258,7 @@ def test_twisted_respects_max_new_tokens():
 def test_real_dynamic_cache_lookahead_leaves_particles_intact():
     """The lookahead's forks run on a copy of the DynamicCache: particles' log-probabilities
     still equal a from-scratch recomputation, with resampling every round."""
-    vocab = toy_vocabulary(["a", "b", "c", "ab", "bc", "ca", "abc", "x"])
-    model = _tiny_llama(vocab.size)
-    g = Grammar.from_regex("(a|b|c)(ab|ca|c)?(abc|b)(a|bc)?c", vocab)
-    prompt = [vocab.size - 1, 0, 1]
+    model, g, prompt = _tiny_llama_problem()
     res = smc(model, None, g, prompt, n_particles=4, seed=3, ess_threshold=1.0, twist=Lookahead(1, top_k=3))
     assert res.lookahead_calls > 0
-    ref = PrefixLM(model, prompt)
-    for s in res.particles:
-        lp = sum(float(ref.logprobs(s.token_ids[:i])[t]) for i, t in enumerate(s.token_ids))
-        assert s.logprob == pytest.approx(lp, abs=1e-4)
-        if s.complete:
-            assert g.accepts(s.text)
+    _assert_logprobs_recomputed(res, model, g, prompt)

@@ -196,7 +196,7 @@ class _Masker:
         once (after ``{"`` or ``,"``) would otherwise walk each of them then."""
         for dfa in self.A.ir.terminals:
             level = [0]
-            for depth in range(_EAGER_START_DEPTH + 1):
+            for _ in range(_EAGER_START_DEPTH + 1):
                 for q in level:
                     terminal_state_masks(self.vocab, dfa, q)
                 rows = dfa.trans[level]

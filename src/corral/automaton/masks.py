@@ -976,10 +976,11 @@ def _with_record_space(trie: TokenTrie, walk: Callable[..., tuple]) -> tuple:
     and retried while the walk reports them too small."""
     n = _RECORDS_INITIAL or trie.n_nodes + 1
     while True:
-        *out, ok = walk(*_scratch("records", n, 3), *_scratch("record_cuts", 4 * n, 1))
+        records = _scratch("records", n, 3)
+        *out, ok = walk(*records, *_scratch("record_cuts", 4 * n, 1))
         if ok:
             return tuple(out)
-        n = 2 * max(n, _scratch("records", n, 3)[0].shape[0])
+        n = 2 * records[0].shape[0]
 
 
 def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tuple]:

@@ -54,7 +54,9 @@ def trie_for(vocab) -> TokenTrie:
 
 def _warm_up(t: TokenTrie, n_words: int) -> None:
     """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
-    from .masks import _bits_at, _longest_first, _new_facts, _set_ranges, _resolve_crossing, _run_chars, _run_from, _walk_run, _walk_trie
+    from .masks import (
+        _bits_at, _longest_first, _new_facts, _resolve_crossing, _run_chars, _run_from, _set_ranges, _walk_run, _walk_trie,
+    )
 
     none = np.zeros(0, dtype=np.int32)
     stack = np.empty(1, dtype=np.int32)
@@ -73,8 +75,9 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
                           t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words,
                           stack, stack, stack, stack, stack, stack, stack)
         _run_from(dead, np.int32(0), t.chars_below, _new_facts(1))
-        _walk_run(dead, no_accept, np.int32(0), none, t.flat, t.offs, t.sorted_ids, _bits_at(none, t.sorted_ids, n_words),
-                  t.child_ptr, t.child_byte, t.child_node, t.sub_hi, stack, stack, stack, stack)
+        _walk_run(dead, no_accept, np.int32(0), none, t.flat, t.offs, t.sorted_ids,
+                  _bits_at(none, t.sorted_ids, n_words), t.child_ptr, t.child_byte, t.child_node, t.sub_hi,
+                  stack, stack, stack, stack)
     _set_ranges(np.zeros(n_words, dtype=np.uint32), t.sorted_ids, np.zeros((0, 2), dtype=np.int64))
     _longest_first(_run_chars(t.flat, t.offs[:1], np.uint64(0), np.uint64(0), True), np.zeros(1, dtype=np.int64))
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from typing import Any
@@ -151,18 +152,21 @@ def _resolve_twist(
     temperature: float,
     seed: Any,
 ) -> Any:
-    if twist is None or twist is False or twist == "none" or twist == 0:
-        return None
-    if twist == "lookahead":
-        return Lookahead(1, top_k=top_k)
-    if isinstance(twist, int) and not isinstance(twist, bool):
+    """A twist named by a string (``"none"``, ``"trie"``, ``"lookahead"``, ``"lookaheadK"``) or an
+    int depth with ``top_k``, as the object :func:`smc` takes; anything else goes to it as is."""
+    if isinstance(twist, str):
+        if twist == "none":
+            return None
+        if twist == "trie":
+            return asap_sampler or _asap_for(
+                model, tokenizer, grammar, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
+            )
+        depth = re.fullmatch(r"lookahead(\d*)", twist)
+        if depth is None:
+            raise ValueError(
+                f"unknown twist {twist!r}: use 'none', 'trie', 'lookahead', 'lookaheadK', an int, or an object"
+            )
+        return Lookahead(int(depth.group(1) or 1), top_k=top_k)
+    if isinstance(twist, int) and not isinstance(twist, bool) and twist > 0:
         return Lookahead(twist, top_k=top_k)
-    if isinstance(twist, str) and twist.startswith("lookahead") and twist[9:].isdigit():
-        return Lookahead(int(twist[9:]), top_k=top_k)
-    if twist == "trie":
-        return asap_sampler or _asap_for(
-            model, tokenizer, grammar, prompt, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed
-        )
-    if isinstance(twist, (Lookahead, ASApSampler)):
-        return twist
-    raise ValueError(f"unknown twist {twist!r}: use 'none', 'trie', 'lookahead', 'lookaheadK', an int, or an object")
+    return twist

@@ -177,15 +177,6 @@ class _LookMemo:
         self.psi: dict[tuple[tuple[int, ...], int], float] = {}
 
 
-def _child_factor(t: int, length: int, eos: set[int], max_new_tokens: int) -> float | None:
-    """The twist of a child ``ut`` when it is fixed without evaluation (None: evaluate it)."""
-    if t in eos:
-        return 1.0  # a complete sequence
-    if length + 1 >= max_new_tokens:
-        return 0.0  # would reach max_new_tokens without EOS: outside the target
-    return None
-
-
 def _lookahead_psi(
     lm: ParticleLM, nodes: list[_LNode], depth: int, eos: set[int], max_new_tokens: int, memo: _LookMemo
 ) -> None:
@@ -286,16 +277,21 @@ def _systematic(w: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.minimum(np.searchsorted(np.cumsum(w), points, side="right"), n - 1)
 
 
+def _draw(w: np.ndarray, z: float, rng: np.random.Generator) -> int:
+    """An index drawn with probability ``w[i] / z`` (``z = w.sum() > 0``), never one of weight 0."""
+    i = min(int(np.searchsorted(np.cumsum(w), rng.random() * z, side="right")), len(w) - 1)
+    while w[i] <= 0.0:
+        i -= 1
+    return i
+
+
 def _masked_step(logp: np.ndarray, ids: np.ndarray, rng: np.random.Generator) -> AWRSStep:
     ids = ids[ids < logp.shape[0]]
     pa = np.exp(logp[ids])
     z = float(pa.sum())
     if z <= 0.0:
         return AWRSStep(-1, -math.inf, 0, True)
-    i = min(int(np.searchsorted(np.cumsum(pa), rng.random() * z, side="right")), len(ids) - 1)
-    while pa[i] <= 0.0:
-        i -= 1
-    return AWRSStep(int(ids[i]), math.log(z), 0, True)
+    return AWRSStep(int(ids[_draw(pa, z, rng)]), math.log(z), 0, True)
 
 
 def smc(
@@ -543,9 +539,7 @@ def _twisted_round(
         if not z > 0.0:
             p.logw, p.done, p.finish = -math.inf, True, "dead_end"
             continue
-        k = min(int(np.searchsorted(np.cumsum(w), rng.random() * z, side="right")), len(ids) - 1)
-        while w[k] <= 0.0:
-            k -= 1
+        k = _draw(w, z, rng)
         t = int(ids[k])
         p.logw += math.log(z) - math.log(p.psi)
         p.psi = float(psi[k])
