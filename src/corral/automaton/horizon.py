@@ -59,12 +59,12 @@ class Horizon:
         if out is not None:
             return out
         real = self.real
-        items = []
-        for r, dot, o in real.column(cid).items:
-            if o != SELF:
-                o = self.image(o, d - 1) if d > 1 else self._opaque[real._starts_here(o)]
-            items.append((r, dot, o))
+        col = real.column(cid)
+        kernel = []
+        for r, dot, o in col.kernel:
+            o = self.image(o, d - 1) if d > 1 else self._opaque[real._starts_here(o)]
+            kernel.append((r, dot, o))
         with self.parser._lock:
-            out = self.parser._intern(items)
+            out = self.parser._intern(kernel, self.parser.predicted_part(col.predicted))
         memo[cid] = out
         return out

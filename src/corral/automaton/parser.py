@@ -24,15 +24,39 @@ DEAD = -1
 
 
 class Column:
-    """One interned Earley column: its items and what the parser expects next."""
+    """One interned Earley column: its items and what the parser expects next.
 
-    __slots__ = ("items", "waiting", "expected", "accepting")
+    The items split by origin: ``kernel`` holds those that started in earlier columns,
+    ``predicted`` those that start here (origin SELF). The predicted part depends only on
+    which nonterminals the kernel expects, so few distinct ones exist and each is built
+    once (``_Predicted``); a new column only pays for its kernel.
+    """
 
-    def __init__(self, items: frozenset, waiting: dict, expected: tuple[int, ...], accepting: bool) -> None:
-        self.items = items  # frozenset of (rule, dot, origin)
+    __slots__ = ("kernel", "predicted", "waiting", "expected", "accepting")
+
+    def __init__(self, kernel: frozenset, predicted: frozenset, waiting: dict,
+                 expected: tuple[int, ...], accepting: bool) -> None:
+        self.kernel = kernel  # frozenset of (rule, dot, origin) with origin an earlier column
+        self.predicted = predicted  # frozenset of (rule, dot, SELF)
         self.waiting = waiting  # symbol -> tuple of items whose dot is before it
         self.expected = expected  # terminals that may come next
         self.accepting = accepting  # the start symbol is complete from column 0
+
+    @property
+    def items(self) -> frozenset:
+        return self.kernel | self.predicted
+
+
+class _Predicted:
+    """The origin-SELF part of columns, shared by every column that predicts the same items."""
+
+    __slots__ = ("items", "waiting", "terminals", "accepting")
+
+    def __init__(self, items: frozenset, waiting: dict, terminals: frozenset, accepting: bool) -> None:
+        self.items = items
+        self.waiting = waiting
+        self.terminals = terminals
+        self.accepting = accepting
 
 
 class EarleyParser:
@@ -56,11 +80,13 @@ class EarleyParser:
         self.next_sym = [tuple(rhs) + (-1,) for rhs in self.rule_rhs]
         self._predictions: dict[int, frozenset] = {}
         self._columns: list[Column] = []
-        self._index: dict[frozenset, int] = {}
+        self._index: dict[tuple[frozenset, frozenset], int] = {}
+        self._predicted: dict[frozenset, _Predicted] = {}
+        self._predicted_by_symbols: dict[frozenset, _Predicted] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
         self._lock = threading.Lock()
-        self.initial = self._intern(self._closure([(self.start_rule, 0, SELF)], None))
+        self.initial = self._intern(*self._closure([(self.start_rule, 0, SELF)]))
 
     def _nullable(self) -> set[int]:
         nullable: set[int] = set()
@@ -117,7 +143,7 @@ class EarleyParser:
         else:
             kernel = [(r, d + 1, cid if o == SELF else o) for (r, d, o) in waiting]
             with self._lock:
-                out = self._intern(self._closure(kernel, cid))
+                out = self._intern(*self._closure(kernel))
         self._scan_memo[key] = out
         return out
 
@@ -131,16 +157,21 @@ class EarleyParser:
         key = ("union", cids)
         out = self._union_memo.get(key)
         if out is None:
-            items: set = set()
+            kernel: set = set()
+            predicted: set = set()
             for c in cids:
-                items.update(self._columns[c].items)
+                kernel.update(self._columns[c].kernel)
+                predicted.update(self._columns[c].predicted)
             with self._lock:
-                out = self._intern(items)
+                out = self._intern(kernel, self.predicted_part(frozenset(predicted)))
             self._union_memo[key] = out
         return out
 
-    def _closure(self, kernel: list, _prev: int | None) -> set:
-        """Complete, then add the static prediction sets (Aycock-Horspool style for empty rules)."""
+    def _closure(self, kernel: list) -> tuple[set, "_Predicted"]:
+        """Complete, then add the static prediction sets (Aycock-Horspool style for empty rules).
+
+        Returns the items that started in earlier columns and the shared predicted part.
+        """
         rhs_of = self.rule_rhs
         lhs_of = self.rule_lhs
         nullable = self.nullable
@@ -168,9 +199,42 @@ class EarleyParser:
                 predicted.add(x)
                 if x in nullable:
                     agenda.append((r, d + 1, o))
-        for x in predicted:
-            items.update(self.predictions(x))
-        return items
+        key = frozenset(predicted)
+        part = self._predicted_by_symbols.get(key)
+        if part is None:
+            union: set = set()
+            for x in predicted:
+                union.update(self.predictions(x))
+            part = self._predicted_by_symbols[key] = self.predicted_part(frozenset(union))
+        own = [it for it in items if it[2] == SELF]  # only the first column starts the start rule
+        if own:
+            items.difference_update(own)
+            part = self.predicted_part(part.items.union(own))
+        return items, part
+
+    def predicted_part(self, items: frozenset) -> "_Predicted":
+        """The shared column part made of ``items`` (all of origin SELF)."""
+        part = self._predicted.get(items)
+        if part is not None:
+            return part
+        next_sym = self.next_sym
+        start = self.start_rule
+        kept = frozenset(it for it in items if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
+        part = self._predicted.get(kept)
+        if part is None:
+            waiting: dict[int, list] = {}
+            accepting = False
+            for it in kept:
+                x = next_sym[it[0]][it[1]]
+                if x >= 0:
+                    waiting.setdefault(x, []).append(it)
+                else:
+                    accepting = True  # the start rule complete from here: this is column 0
+            terminals = frozenset(x for x in waiting if x < self.n_terminals)
+            part = _Predicted(kept, {x: tuple(v) for x, v in waiting.items()}, terminals, accepting)
+            self._predicted[kept] = part
+        self._predicted[items] = part
+        return part
 
     def add_opaque_column(self, starts_here: bool, waiting: Any) -> int:
         """A column that stands for an unknown one (see ``horizon``): never interned by content.
@@ -178,42 +242,42 @@ class EarleyParser:
         ``waiting`` is what completions read from it; ``starts_here`` says whether it
         stands for the first column (which decides acceptance).
         """
-        items = frozenset([(self.start_rule, 0, SELF)]) if starts_here else frozenset()
+        predicted = frozenset([(self.start_rule, 0, SELF)]) if starts_here else frozenset()
         with self._lock:
-            self._columns.append(Column(items, waiting, (), False))
+            self._columns.append(Column(frozenset(), predicted, waiting, (), False))
             return len(self._columns) - 1
 
     def _starts_here(self, cid: int) -> bool:
-        return (self.start_rule, 0, SELF) in self._columns[cid].items
+        return (self.start_rule, 0, SELF) in self._columns[cid].predicted
 
-    def _intern(self, items: set) -> int:
+    def _intern(self, kernel: Any, part: "_Predicted") -> int:
+        """The id of the column made of ``kernel`` (items of earlier origins) and ``part``."""
         # Completed items have already advanced their parents (in the closure) and can do
         # nothing more; dropping them merges columns with equal futures. Completed start
         # items stay: they make a column accepting.
         next_sym = self.next_sym
         start = self.start_rule
-        key = frozenset(it for it in items if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
+        kept = frozenset(it for it in kernel if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
+        key = (kept, part.items)
         cid = self._index.get(key)
         if cid is not None:
             return cid
         cid = len(self._columns)
-        waiting: dict[int, list] = {}
+        waiting = dict(part.waiting)
+        terminals = set(part.terminals)
         nt = self.n_terminals
-        accepting = False
-        for it in key:
+        accepting = part.accepting
+        for it in kept:
             x = next_sym[it[0]][it[1]]
             if x >= 0:
-                lst = waiting.get(x)
-                if lst is None:
-                    waiting[x] = [it]
-                else:
-                    lst.append(it)
-            elif it[2] == SELF or self._starts_here(it[2]):
+                waiting[x] = waiting.get(x, ()) + (it,)
+                if x < nt:
+                    terminals.add(x)
+            elif self._starts_here(it[2]):
                 # Only column 0 predicts the start rule; a column holding that prediction
                 # is column 0 reached through ignored text alone (or a union with it).
                 accepting = True
-        expected = tuple(sorted(x for x in waiting if x < nt))
-        col = Column(key, waiting, expected, accepting)  # waiting lists: read-only from here on
+        col = Column(kept, part.items, waiting, tuple(sorted(terminals)), accepting)
         self._columns.append(col)
         self._index[key] = cid
         return cid
