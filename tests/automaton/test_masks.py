@@ -52,6 +52,41 @@ def test_json_string_lengths(vocab, lo, hi):
     assert _assert_same_walks(vocab, dfa) > 0
 
 
+def test_open_ended_short_runs(vocab):
+    """A block of a long string (exactly 64 characters, then the next block or the tail): near
+    its end, every longer token crosses into what follows. The run walk takes those short runs
+    too, and files the same records as the trie walk."""
+    block = StrLang.length(64, 64).to_dfa().to_byte_dfa("json")
+    trie = trie_for(vocab)
+    facts = M._new_facts(block.trans.shape[0])
+    short_open = 0
+    for q in range(block.trans.shape[0]):
+        length = M._run_from(block.trans, np.int32(q), trie.chars_below, facts)[0]
+        if 1 <= length < M._RUN_MIN_LENGTH and M._run_plan(vocab, trie, block, q, facts) is not None:
+            short_open += 1
+    assert short_open >= M._RUN_MIN_LENGTH - 2
+    assert _assert_same_walks(vocab, block) > short_open
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(lengths=st.lists(st.integers(0, 140), min_size=1, max_size=12))
+def test_run_splits_from_nearest_length(vocab, lengths):
+    """A run class builds each length's split from the nearest length it holds; in any order of
+    lengths, that equals the split computed from scratch."""
+    trie = trie_for(vocab)
+    base = M._run_class(vocab, trie, *M._run_from(
+        regex_to_char_dfa(r"[ -~]{0,200}").to_byte_dfa("utf8").trans, np.int32(0), trie.chars_below,
+        M._new_facts(201))[1:3], False)
+    cls = M._RunClass(base.chars, base.at_most, base.longest_first)  # nothing kept yet
+    for length in lengths:
+        short, to_read = cls.split(length, trie, vocab.n_words)
+        clamped = min(length, len(cls.at_most) - 1)
+        fits = (cls.chars >= 0) & (cls.chars <= clamped)
+        expect = M._bits_at(np.flatnonzero(fits).astype(np.int32), trie.sorted_ids, vocab.n_words)
+        assert np.array_equal(short, expect)
+        assert np.array_equal(to_read, np.flatnonzero(~fits))
+
+
 @pytest.mark.parametrize("pattern", [r"[^\n]{0,30}\n", r".{10,40}", r"[ -~]{3,50}(x|\.\n)", r"[^<]{1,20}<[a-z]{2,9}"])
 def test_broad_regex_runs(vocab, pattern):
     dfa = regex_to_char_dfa(pattern).to_byte_dfa("utf8")

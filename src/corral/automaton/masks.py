@@ -505,6 +505,17 @@ def _longest_first(chars, counts):
 
 
 @njit(cache=True, nogil=True)
+def _put_bits(bits, positions, sorted_ids, value):
+    """Set (or clear) the bits of the tokens at these sorted (trie-order) positions."""
+    for k in positions:
+        tid = sorted_ids[k]
+        if value:
+            bits[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+        else:
+            bits[tid >> 5] &= ~(np.uint32(1) << np.uint32(tid & 31))
+
+
+@njit(cache=True, nogil=True)
 def _bits_at(positions, sorted_ids, n_words):
     """The bitmask of the tokens at these sorted (trie-order) positions."""
     bits = np.zeros(n_words, dtype=np.uint32)
@@ -795,13 +806,29 @@ def _patch(trie: TokenTrie, base: "TerminalStateMasks", part: tuple, differ: np.
 def _run_plan(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, facts: _Facts) -> "tuple[int, _RunClass] | None":
     """(run length, character set) when q is worth the token-by-token walk, else None.
 
-    A narrow run (a literal, digits) kills most tokens at once, and a short one leaves most
-    tokens to read: the trie walk is quicker for both."""
+    A narrow run (a literal, digits) kills most tokens at once, and a run of a few characters
+    leaves almost every token to read: the trie walk is quicker for both, unless the terminal
+    may end where the short run ends and read on (see ``_run_ends_open``). From four
+    characters on, the run walk was the quicker on every such state met in MaskBench (a
+    trie walk there visits every prefix of up to that many characters)."""
     length, asc0, asc1, utf8 = _run_from(dfa.trans, np.int32(q), trie.chars_below, facts)
-    if length < _RUN_MIN_LENGTH or int(asc0).bit_count() + int(asc1).bit_count() < _RUN_MIN_ASCII:
+    if length < 1 or int(asc0).bit_count() + int(asc1).bit_count() < _RUN_MIN_ASCII:
         return None
-    cls = _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
-    return (length, cls) if cls.n_read(length) <= _RUN_MAX_READ * len(cls.chars) else None
+    if length < _RUN_MIN_LENGTH and not (_RUN_OPEN_END and _run_ends_open(dfa, q, length, facts)):
+        return None
+    return length, _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
+
+
+def _run_ends_open(dfa: ByteDFA, q: int, length: int, facts: _Facts) -> bool:
+    """Whether the terminal may end where the run ends and then go on reading the run's
+    characters. Then every longer token of the set crosses there (a block of a long string
+    followed by the next block), and a short run's trie walk files a record for each."""
+    end = q
+    for _ in range(length):
+        end = int(facts.succ[end])
+        if end < 0:
+            return False
+    return bool(dfa.accepting[end])
 
 
 def _dfa_facts(dfa: ByteDFA) -> tuple[_Facts, threading.Lock]:
@@ -815,9 +842,9 @@ def _dfa_facts(dfa: ByteDFA) -> tuple[_Facts, threading.Lock]:
 
 
 _facts: dict[bytes, tuple[_Facts, threading.Lock]] = {}  # per DFA, shared by the walks of its states
-_RUN_MIN_LENGTH = 8
+_RUN_MIN_LENGTH = 4
 _RUN_MIN_ASCII = 64  # of the 95 printable ASCII characters
-_RUN_MAX_READ = 0.2  # read token by token only when at most this share of the vocabulary needs reading
+_RUN_OPEN_END = True  # shorter runs too when the terminal may end at the run's end (see _run_ends_open)
 
 
 @dataclass(frozen=True, eq=False)
@@ -828,26 +855,33 @@ class _RunClass:
 
     chars: np.ndarray  # int32 [n_tokens], in trie (sorted) order
     at_most: np.ndarray  # int64 [max_chars + 2]: at_most[k] = tokens of the set with <= k characters
-    outside: np.ndarray  # int32: sorted positions of the tokens with a character outside the set
     longest_first: np.ndarray  # int32: positions of the tokens of the set, most characters first
     splits: dict = field(default_factory=dict)  # clamped length -> (short-token bits, to_read)
 
     def _clamp(self, length: int) -> int:
         return min(length, len(self.at_most) - 1)
 
-    def n_read(self, length: int) -> int:
-        """Tokens a walk over a run of ``length`` characters must read byte by byte."""
-        return len(self.chars) - int(self.at_most[self._clamp(length)])
-
     def split(self, length: int, trie: TokenTrie, n_words: int) -> tuple[np.ndarray, np.ndarray]:
         """(bits of the tokens of the set no longer than the run, read-only; sorted positions of
-        the others). Kept per length: a bounded string's every position asks for the next one."""
+        the others). Kept per length: a bounded string's every position asks for the next one,
+        so a new length starts from the nearest one kept and changes only the tokens between."""
         length = self._clamp(length)
         out = self.splits.get(length)
         if out is None:
-            n_long = len(self.longest_first) - int(self.at_most[length])
-            short = _bits_at(self.longest_first[n_long:], trie.sorted_ids, n_words)
-            to_read = np.sort(np.concatenate([self.outside, self.longest_first[:n_long]]))
+            lf = self.longest_first
+            n_long = len(lf) - int(self.at_most[length])
+            near = min(self.splits, key=lambda k: abs(k - length), default=None)
+            if near is None:
+                short = _bits_at(lf[n_long:], trie.sorted_ids, n_words)
+            else:
+                short = self.splits[near][0].copy()
+                n_near = len(lf) - int(self.at_most[near])
+                if near > length:  # tokens of (length, near] characters are no longer short
+                    _put_bits(short, lf[n_near:n_long], trie.sorted_ids, False)
+                else:
+                    _put_bits(short, lf[n_long:n_near], trie.sorted_ids, True)
+            chars = self.chars
+            to_read = np.flatnonzero((chars > length) | (chars < 0)).astype(np.int32)
             short.setflags(write=False)
             out = self.splits.setdefault(length, (short, to_read))
         return out
@@ -862,8 +896,7 @@ def _run_class(vocab, trie: TokenTrie, asc0: int, asc1: int, utf8: bool) -> _Run
     if cls is None:
         chars = _run_chars(trie.flat, trie.offs, np.uint64(asc0), np.uint64(asc1), utf8)
         counts = np.bincount(chars[chars >= 0], minlength=int(trie.chars_below[0]) + 2)
-        cls = _RunClass(chars, np.cumsum(counts), np.flatnonzero(chars < 0).astype(np.int32),
-                        _longest_first(chars, counts))
+        cls = _RunClass(chars, np.cumsum(counts), _longest_first(chars, counts))
         with _tsm_lock:
             cls = _run_classes.setdefault(key, cls)
     return cls

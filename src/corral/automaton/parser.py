@@ -83,6 +83,7 @@ class EarleyParser:
         self._index: dict[tuple[frozenset, frozenset], int] = {}
         self._predicted: dict[frozenset, _Predicted] = {}
         self._predicted_by_symbols: dict[frozenset, _Predicted] = {}
+        self._completions: dict[tuple[int, int], tuple[frozenset, frozenset]] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
         self._lock = threading.Lock()
@@ -172,33 +173,9 @@ class EarleyParser:
 
         Returns the items that started in earlier columns and the shared predicted part.
         """
-        rhs_of = self.rule_rhs
-        lhs_of = self.rule_lhs
-        nullable = self.nullable
-        nt = self.n_terminals
-        columns = self._columns
         items: set = set()
         predicted: set[int] = set()
-        agenda = list(kernel)
-        while agenda:
-            it = agenda.pop()
-            if it in items:
-                continue
-            items.add(it)
-            r, d, o = it
-            rhs = rhs_of[r]
-            if d == len(rhs):
-                if o == SELF:
-                    continue  # an empty derivation: its parents were advanced at prediction
-                lhs = lhs_of[r]
-                for (r2, d2, o2) in columns[o].waiting.get(lhs, ()):
-                    agenda.append((r2, d2 + 1, o if o2 == SELF else o2))
-                continue
-            x = rhs[d]
-            if x >= nt:
-                predicted.add(x)
-                if x in nullable:
-                    agenda.append((r, d + 1, o))
+        self._complete(list(kernel), items, predicted, True)
         key = frozenset(predicted)
         part = self._predicted_by_symbols.get(key)
         if part is None:
@@ -211,6 +188,54 @@ class EarleyParser:
             items.difference_update(own)
             part = self.predicted_part(part.items.union(own))
         return items, part
+
+    def _complete(self, agenda: list, items: set, predicted: set, outer: bool) -> None:
+        """Close ``items`` under completion from ``agenda``; collect the nonterminals to predict.
+
+        Completing a nonterminal that started in column o reads only o, so what follows
+        from it is memoised per (o, nonterminal). The outer closure fills that memo; a
+        memo entry's own computation reads it but expands misses in place, so no entry
+        waits on itself.
+        """
+        rhs_of = self.rule_rhs
+        lhs_of = self.rule_lhs
+        nullable = self.nullable
+        nt = self.n_terminals
+        columns = self._columns
+        memo = self._completions
+        while agenda:
+            it = agenda.pop()
+            if it in items:
+                continue
+            items.add(it)
+            r, d, o = it
+            rhs = rhs_of[r]
+            if d == len(rhs):
+                if o == SELF:
+                    continue  # an empty derivation: its parents were advanced at prediction
+                lhs = lhs_of[r]
+                done = memo.get((o, lhs))
+                if done is None and outer:
+                    sub_items: set = set()
+                    sub_predicted: set = set()
+                    self._complete(self._advanced(o, lhs), sub_items, sub_predicted, False)
+                    done = memo[(o, lhs)] = (frozenset(sub_items), frozenset(sub_predicted))
+                if done is None:
+                    agenda.extend(self._advanced(o, lhs))
+                else:
+                    items.update(done[0])
+                    predicted.update(done[1])
+                continue
+            x = rhs[d]
+            if x >= nt:
+                predicted.add(x)
+                if x in nullable:
+                    agenda.append((r, d + 1, o))
+
+    def _advanced(self, o: int, lhs: int) -> list:
+        """The items of column ``o`` waiting for ``lhs``, moved past it."""
+        return [(r2, d2 + 1, o if o2 == SELF else o2) for (r2, d2, o2) in self._columns[o].waiting.get(lhs, ())]
+
 
     def predicted_part(self, items: frozenset) -> "_Predicted":
         """The shared column part made of ``items`` (all of origin SELF)."""

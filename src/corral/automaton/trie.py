@@ -55,7 +55,8 @@ def trie_for(vocab) -> TokenTrie:
 def _warm_up(t: TokenTrie, n_words: int) -> None:
     """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
     from .masks import (
-        _bits_at, _longest_first, _new_facts, _resolve_crossing, _run_chars, _run_from, _set_ranges, _walk_run, _walk_trie,
+        _bits_at, _longest_first, _new_facts, _put_bits, _resolve_crossing, _run_chars, _run_from, _set_ranges,
+        _walk_run, _walk_trie,
     )
 
     none = np.zeros(0, dtype=np.int32)
@@ -79,6 +80,8 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
                   _bits_at(none, t.sorted_ids, n_words), t.child_ptr, t.child_byte, t.child_node, t.sub_hi,
                   stack, stack, stack, stack)
     _set_ranges(np.zeros(n_words, dtype=np.uint32), t.sorted_ids, np.zeros((0, 2), dtype=np.int64))
+    for value in (False, True):
+        _put_bits(np.zeros(n_words, dtype=np.uint32), none, t.sorted_ids, value)
     _longest_first(_run_chars(t.flat, t.offs[:1], np.uint64(0), np.uint64(0), True), np.zeros(1, dtype=np.int64))
 
 
