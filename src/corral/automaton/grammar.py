@@ -12,7 +12,7 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .masks import set_token_ranges, terminal_state_masks, walk_crossing_keys
+from .masks import record_keys, set_token_ranges, terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -225,7 +225,7 @@ class _Masker:
             m = m.copy()
             records = self._crossing_keys.get((term, q))
             if records is None:
-                records = _record_keys((tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts))
+                records = record_keys((tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts))
                 self._crossing_keys[(term, q)] = records
             if self._horizon is None:
                 self._cross_keys(after_col, records, m, {})
@@ -267,20 +267,16 @@ class _Masker:
             self._crossings[key] = out
         return out
 
-    def _cross(self, column: int, records: tuple, out: np.ndarray, visited: dict,
-               path: tuple = (), uncertain: list | None = None) -> None:
-        """OR into ``out`` the crossing tokens (``records``) viable from a boundary at ``column``.
-
-        ``visited`` maps a column to the (subtree, cut) keys already resolved there, so
-        ambiguous splits (e.g. whitespace that may end anywhere) are explored once. On a
-        horizon's automaton (``uncertain`` given) ``path`` is the terminal roles read since the
-        first column, and undecided records are appended to ``uncertain``.
-        """
-        self._cross_keys(column, _record_keys(records), out, visited, path, uncertain)
-
     def _cross_keys(self, column: int, keys: np.ndarray, out: np.ndarray, visited: dict,
                     path: tuple = (), uncertain: list | None = None) -> None:
-        """``_cross`` for records given as sorted unique (node << 20 | cut) keys."""
+        """OR into ``out`` the crossing tokens (sorted unique (node << 20 | cut) keys) viable
+        from a boundary at ``column``.
+
+        ``visited`` maps a column to the keys already resolved there, so ambiguous splits
+        (e.g. whitespace that may end anywhere) are explored once. On a horizon's automaton
+        (``uncertain`` given) ``path`` is the terminal roles read since the first column, and
+        undecided records are appended to ``uncertain``.
+        """
         # images of different real columns may coincide, so a horizon tells paths apart
         where = column if uncertain is None else (column, path)
         prev = visited.get(where)
@@ -315,14 +311,14 @@ class _Masker:
             seen.add((role if nxt == _TRUNCATED else t, nxt))
             bits, deeper = walk_crossing_keys(self.vocab, terms[t], records)
             np.bitwise_or(out, bits, out=out)
-            if not len(deeper[0]):
+            if not len(deeper):
                 continue
             # an ignored terminal leaves the column as it is, so it is not part of a path
             step_path = path if role >= nt else path + (role,)
             if nxt == _TRUNCATED:
-                uncertain.append((step_path, _record_keys(deeper)))
+                uncertain.append((step_path, deeper))
             elif nxt >= 0:
-                self._cross(nxt, deeper, out, visited, step_path, uncertain)
+                self._cross_keys(nxt, deeper, out, visited, step_path, uncertain)
 
     def _resolve_exact(self, out: np.ndarray, column: int, nodes: list[int], cuts: list[int], t,
                        path: tuple = (), uncertain: list | None = None) -> None:
@@ -395,13 +391,6 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
-
-
-def _record_keys(records: tuple) -> np.ndarray:
-    """Crossing records (node, first cut, cut count, cuts) as sorted (node << 20 | cut) keys."""
-    node, ds, dn, cuts = records
-    # records list their cuts contiguously, so repeating nodes by dn aligns them with cuts
-    return np.unique((np.repeat(node, dn).astype(np.int64) << 20) | cuts.astype(np.int64))
 
 
 def _record_key(node: int, cut: int) -> np.ndarray:

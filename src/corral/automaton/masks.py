@@ -1034,8 +1034,16 @@ _cross_memo: dict[tuple[str, bytes, bytes], tuple[np.ndarray, tuple]] = {}
 _CROSS_MEMO_LIMIT = 200_000
 
 
-def walk_crossing_keys(vocab, dfa: ByteDFA, keys: np.ndarray) -> tuple[np.ndarray, tuple]:
-    """``walk_crossing`` for records given as sorted (node << 20 | cut) keys, memoised.
+def record_keys(records: tuple) -> np.ndarray:
+    """Crossing records (node, first cut, cut count, cuts) as sorted (node << 20 | cut) keys."""
+    node, ds, dn, cuts = records
+    # records list their cuts contiguously, so repeating nodes by dn aligns them with cuts
+    return np.unique((np.repeat(node, dn).astype(np.int64) << 20) | cuts.astype(np.int64))
+
+
+def walk_crossing_keys(vocab, dfa: ByteDFA, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``walk_crossing`` for records given as sorted (node << 20 | cut) keys, memoised; the
+    records that cross again come back as keys too.
 
     The result depends only on the vocabulary, the terminal and the records, not
     on the parser column, so it is shared by every column and every grammar.
@@ -1052,7 +1060,9 @@ def walk_crossing_keys(vocab, dfa: ByteDFA, keys: np.ndarray) -> tuple[np.ndarra
         )
         bits, deeper = walk_crossing(vocab, dfa, records)
         bits.setflags(write=False)
-        out = (bits, deeper)
+        deeper_keys = record_keys(deeper)
+        deeper_keys.setflags(write=False)
+        out = (bits, deeper_keys)
         if len(_cross_memo) > _CROSS_MEMO_LIMIT:
             _cross_memo.clear()
         _cross_memo[memo_key] = out
