@@ -302,6 +302,12 @@ class _Masker:
         seen: set[tuple[int, int]] = set()
         for role in roles:
             t = role % nt
+            # Tokens that end inside ``t`` need nothing more: an expected terminal always
+            # leads to a live column. Only tokens that cross it need that column.
+            bits, deeper = walk_crossing_keys(self.vocab, terms[t], records)
+            np.bitwise_or(out, bits, out=out)
+            if not len(deeper):
+                continue
             try:
                 nxt = A.after(column, role)
             except Truncated:
@@ -309,10 +315,6 @@ class _Masker:
             if (role if nxt == _TRUNCATED else t, nxt) in seen:
                 continue
             seen.add((role if nxt == _TRUNCATED else t, nxt))
-            bits, deeper = walk_crossing_keys(self.vocab, terms[t], records)
-            np.bitwise_or(out, bits, out=out)
-            if not len(deeper):
-                continue
             # an ignored terminal leaves the column as it is, so it is not part of a path
             step_path = path if role >= nt else path + (role,)
             if nxt == _TRUNCATED:
