@@ -312,3 +312,41 @@ def test_ignored_text_before_a_collapsed_start_rule_agrees_with_lark():
         except lark.exceptions.LarkError:
             expected = False
         assert g.accepts(s) == expected, s
+
+
+def prefix_ops_ir():
+    """e -> e + t | t ; t -> - t | ( e ) | NUM: chains of prefix operators and parentheses."""
+    b = IRBuilder()
+    e, t = b.nonterminal("e"), b.nonterminal("t")
+    b.rule(e, [e, b.literal("+"), t])
+    b.rule(e, [t])
+    b.rule(t, [b.literal("-"), t])
+    b.rule(t, [b.literal("("), e, b.literal(")")])
+    b.rule(t, [b.terminal(char_class(b"0123456789", plus=True), "NUM")])
+    return b.build(e)
+
+
+def test_long_operator_tokens_against_oracle_with_a_bounded_view():
+    """Tokens made of long runs of ``-``, ``(`` and ``)`` (as real vocabularies have) cross
+    many terminals at once. The masks still equal the oracle's, and the columns that the
+    shared crossing masks explore stay few: those reached from a column image are cut back
+    like the image, instead of one new column per operator in the token."""
+    toks: list[bytes | None] = [None]
+    for k in range(1, 41):
+        toks += [b"-" * k, b"(" * k, b")" * k, b"-" * k + b"1", b"1" + b")" * k, b"(" * k + b"-"]
+    toks += [b"1", b"+", b"+-", b"2"]
+    vocab = Vocabulary(toks, eos_ids=[0])
+    g = Grammar(prefix_ops_ir(), vocab)
+    rng = random.Random(7)
+    for _ in range(6):
+        m, prefix = g.matcher(), b""
+        for _ in range(8):
+            allowed = mask_ids(m)
+            assert allowed == oracle_ids(g, vocab, prefix), prefix
+            choices = sorted(allowed - {0})
+            if not choices:
+                break
+            tid = rng.choice(choices)
+            assert m.consume_token(tid)
+            prefix += vocab.token_bytes[tid]
+    assert g._masker._horizon.parser.n_columns < 40

@@ -22,6 +22,10 @@ from .lexer import ByteAutomaton
 from .parser import SELF, EarleyParser
 
 
+_CUT_REACHED = True  # columns reached from an image are cut too ...
+_CUT_EXTRA = 1  # ... this many origin links deeper than the horizon
+
+
 class Truncated(Exception):
     """A computation on column images needed a column beyond the horizon."""
 
@@ -49,7 +53,10 @@ class Horizon:
             self.parser.add_opaque_column(True, opaque),
         )
         self._images: list[dict[int, int]] = [{} for _ in range(depth + 1)]
+        self._cuts: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._lock = threading.Lock()
+        if _CUT_REACHED:
+            self.parser.cut = self._cut
 
     def image(self, cid: int, depth: int | None = None) -> int:
         """The image of real column ``cid`` (origins followed ``depth`` links, default the horizon's)."""
@@ -66,5 +73,31 @@ class Horizon:
             kernel.append((r, dot, o))
         with self.parser._lock:
             out = self.parser._intern(kernel, self.parser.predicted_part(col.predicted))
+        memo[cid] = out
+        return out
+
+    def _cut(self, cid: int, depth: int | None = None) -> int:
+        """A column of this horizon's own parser, cut back to the horizon's depth.
+
+        Columns reached from an image by reading terminals grow new origin links; without a
+        cut, a chain of prefix operators (a token of many ``-`` or ``(``) makes a new column per
+        link, where all but the first few look alike to any computation that stays within
+        the horizon. Cutting them keeps the view finite; what would read past the cut raises
+        ``Truncated`` as on any image.
+        """
+        d = self.depth + _CUT_EXTRA if depth is None else depth
+        if cid in self._opaque:
+            return cid
+        memo = self._cuts[d]
+        out = memo.get(cid)
+        if out is not None:
+            return out
+        parser = self.parser
+        col = parser.column(cid)
+        kernel = []
+        for r, dot, o in col.kernel:
+            o = self._cut(o, d - 1) if d > 1 else self._opaque[parser._starts_here(o)]
+            kernel.append((r, dot, o))
+        out = parser._intern(kernel, parser.predicted_part(col.predicted))
         memo[cid] = out
         return out

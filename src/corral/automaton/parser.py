@@ -87,6 +87,7 @@ class EarleyParser:
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
         self._lock = threading.Lock()
+        self.cut: Any = None  # a horizon's parser cuts each column it reaches (see ``horizon``)
         self.initial = self._intern(*self._closure([(self.start_rule, 0, SELF)]))
 
     def _nullable(self) -> set[int]:
@@ -145,6 +146,8 @@ class EarleyParser:
             kernel = [(r, d + 1, cid if o == SELF else o) for (r, d, o) in waiting]
             with self._lock:
                 out = self._intern(*self._closure(kernel))
+                if self.cut is not None:
+                    out = self.cut(out)
         self._scan_memo[key] = out
         return out
 
