@@ -65,19 +65,14 @@ class Horizon:
         out = memo.get(cid)
         if out is not None:
             return out
-        real = self.real
-        col = real.column(cid)
-        kernel = []
-        for r, dot, o in col.kernel:
-            o = self.image(o, d - 1) if d > 1 else self._opaque[real._starts_here(o)]
-            kernel.append((r, dot, o))
+        kernel, predicted = self._shallow(self.real, cid, d, self.image)
         with self.parser._lock:
-            out = self.parser._intern(kernel, self.parser.predicted_part(col.predicted))
+            out = self.parser._intern(kernel, self.parser.predicted_part(predicted))
         memo[cid] = out
         return out
 
     def _cut(self, cid: int, depth: int | None = None) -> int:
-        """A column of this horizon's own parser, cut back to the horizon's depth.
+        """A column of this horizon's own parser, cut back to ``_CUT_EXTRA`` links past the horizon.
 
         Columns reached from an image by reading terminals grow new origin links; without a
         cut, a chain of prefix operators (a token of many ``-`` or ``(``) makes a new column per
@@ -92,12 +87,19 @@ class Horizon:
         out = memo.get(cid)
         if out is not None:
             return out
-        parser = self.parser
-        col = parser.column(cid)
-        kernel = []
-        for r, dot, o in col.kernel:
-            o = self._cut(o, d - 1) if d > 1 else self._opaque[parser._starts_here(o)]
-            kernel.append((r, dot, o))
-        out = parser._intern(kernel, parser.predicted_part(col.predicted))
+        kernel, predicted = self._shallow(self.parser, cid, d, self._cut)
+        out = self.parser._intern(kernel, self.parser.predicted_part(predicted))  # scan holds the lock
         memo[cid] = out
         return out
+
+    def _shallow(self, source, cid: int, d: int, deeper) -> tuple[list, frozenset]:
+        """Column ``cid`` of parser ``source`` seen ``d`` origin links deep: its kernel with
+        each origin mapped by ``deeper`` (one link less) or, at the last link, to an opaque
+        column; and its predicted items, which need no mapping."""
+        col = source.column(cid)
+        if d > 1:
+            kernel = [(r, dot, deeper(o, d - 1)) for r, dot, o in col.kernel]
+        else:
+            opaque = self._opaque
+            kernel = [(r, dot, opaque[source._starts_here(o)]) for r, dot, o in col.kernel]
+        return kernel, col.predicted

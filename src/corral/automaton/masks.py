@@ -519,9 +519,7 @@ def _put_bits(bits, positions, sorted_ids, value):
 def _bits_at(positions, sorted_ids, n_words):
     """The bitmask of the tokens at these sorted (trie-order) positions."""
     bits = np.zeros(n_words, dtype=np.uint32)
-    for k in positions:
-        tid = sorted_ids[k]
-        bits[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
+    _put_bits(bits, positions, sorted_ids, True)
     return bits
 
 

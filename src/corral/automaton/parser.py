@@ -42,10 +42,6 @@ class Column:
         self.expected = expected  # terminals that may come next
         self.accepting = accepting  # the start symbol is complete from column 0
 
-    @property
-    def items(self) -> frozenset:
-        return self.kernel | self.predicted
-
 
 class _Predicted:
     """The origin-SELF part of columns, shared by every column that predicts the same items."""
@@ -204,7 +200,6 @@ class EarleyParser:
         lhs_of = self.rule_lhs
         nullable = self.nullable
         nt = self.n_terminals
-        columns = self._columns
         memo = self._completions
         while agenda:
             it = agenda.pop()
@@ -239,17 +234,23 @@ class EarleyParser:
         """The items of column ``o`` waiting for ``lhs``, moved past it."""
         return [(r2, d2 + 1, o if o2 == SELF else o2) for (r2, d2, o2) in self._columns[o].waiting.get(lhs, ())]
 
+    def _live(self, items: Any) -> frozenset:
+        """``items`` without the completed ones: those have advanced their parents (in the
+        closure) and can do nothing more, so dropping them merges columns with equal futures.
+        Completed start items stay: they make a column accepting."""
+        next_sym = self.next_sym
+        start = self.start_rule
+        return frozenset(it for it in items if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
 
     def predicted_part(self, items: frozenset) -> "_Predicted":
         """The shared column part made of ``items`` (all of origin SELF)."""
         part = self._predicted.get(items)
         if part is not None:
             return part
-        next_sym = self.next_sym
-        start = self.start_rule
-        kept = frozenset(it for it in items if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
+        kept = self._live(items)
         part = self._predicted.get(kept)
         if part is None:
+            next_sym = self.next_sym
             waiting: dict[int, list] = {}
             accepting = False
             for it in kept:
@@ -280,17 +281,13 @@ class EarleyParser:
 
     def _intern(self, kernel: Any, part: "_Predicted") -> int:
         """The id of the column made of ``kernel`` (items of earlier origins) and ``part``."""
-        # Completed items have already advanced their parents (in the closure) and can do
-        # nothing more; dropping them merges columns with equal futures. Completed start
-        # items stay: they make a column accepting.
-        next_sym = self.next_sym
-        start = self.start_rule
-        kept = frozenset(it for it in kernel if next_sym[it[0]][it[1]] >= 0 or it[0] == start)
+        kept = self._live(kernel)
         key = (kept, part.items)
         cid = self._index.get(key)
         if cid is not None:
             return cid
         cid = len(self._columns)
+        next_sym = self.next_sym
         waiting = dict(part.waiting)
         terminals = set(part.terminals)
         nt = self.n_terminals
