@@ -297,6 +297,35 @@ def test_bitmask_layout_and_width():
     assert m.allowed_token_ids().tolist() == [1, 3]
 
 
+def test_bitmask_writes_follow_the_tensor_through_strides_and_reallocation():
+    """The mask is written through a cached numpy view of a host tensor; strided tensors, a
+    tensor whose storage moved, and a second tensor all get the same words as the reference."""
+    import torch
+
+    vocab = Vocabulary([None, b"a", b"b", b"ab"], eos_ids=[0], size=70)
+    b = IRBuilder()
+    s = b.nonterminal("s")
+    b.rule(s, [b.literal("ab")])
+    m = Grammar(b.build(s), vocab).matcher()
+    want = m.next_token_mask().view(np.int32).tolist() + [0]  # one padding word past the mask
+
+    plain = torch.full((2, 4), -1, dtype=torch.int32)
+    m.fill_next_token_bitmask(plain, row=0)
+    assert plain[0].tolist() == want and plain[1].tolist() == [-1] * 4
+
+    plain.set_(torch.full((8, 4), -1, dtype=torch.int32))  # a new storage behind the same object
+    m.fill_next_token_bitmask(plain, row=7)
+    assert plain[7].tolist() == want and plain[6].tolist() == [-1] * 4
+
+    strided = torch.full((4, 2), -1, dtype=torch.int32).t()  # last dimension not contiguous
+    m.fill_next_token_bitmask(strided, row=1)
+    assert strided[1].tolist() == want and strided[0].tolist() == [-1] * 4
+
+    m.consume_token(1)
+    m.fill_next_token_bitmask(plain, row=0)
+    assert plain[0].tolist() == m.next_token_mask().view(np.int32).tolist() + [0]
+
+
 def test_ignored_text_before_a_collapsed_start_rule_agrees_with_lark():
     """Regression (found by benchmarks/fuzz.py): ignored text first, then a terminal that
     the start rule may also begin with; the automaton merges both readings into one column."""
