@@ -421,50 +421,69 @@ def _child(child_ptr, child_byte, child_node, node, b):
 
 
 @njit(cache=True, nogil=True)
-def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside,
-              child_ptr, child_byte, child_node, sub_hi, rec_node, rec_ds, rec_dn, cuts):
+def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside, parent, token_node, sub_hi,
+              rec_node, rec_ds, rec_dn, cuts, path_q, path_acc, path_cut):
     """``_walk_trie``'s result for a state q0 that starts a run of characters.
 
     ``inside`` comes in holding the tokens made only of the run's characters and no longer
     than it (they stay inside without being read); the tokens at the sorted positions
-    ``to_read`` (every other one, in trie order) are read byte by byte from q0. Where one dies
-    after the terminal could have ended, its record covers the whole subtree that dies there,
-    and the tokens of that subtree are skipped. ``rec_*`` (one slot per token) and ``cuts``
-    (one per vocabulary byte) are scratch space: at most one record per token and one cut per
-    byte, so nothing grows (growing slowed the loop ten-fold).
+    ``to_read`` (every other one, in trie order) are read byte by byte from q0, each from
+    where it parts from the token read before it (``path_*`` hold the states, the count of
+    accepting positions and those positions along that token). Where one dies after the
+    terminal could have ended, its record covers the whole subtree that dies there, and the
+    tokens of that subtree are skipped. ``rec_*`` (one slot per token) and ``cuts`` (one per
+    vocabulary byte) are scratch space: at most one record per token and one cut per byte, so
+    nothing grows (growing slowed the loop ten-fold).
     """
     m = to_read.shape[0]
     n_rec = 0
     n_cut = 0
     j = 0
+    prev = -1
+    known = 0  # path_q[0..known] hold the states along the previous token's bytes
+    path_q[0] = q0
+    path_acc[0] = 0
     while j < m:
         k = to_read[j]
         base = offs[k]
-        q = q0
-        nacc = 0
+        n = offs[k + 1] - base
+        d = 0
+        if prev >= 0:
+            pb = offs[prev]
+            lim = min(known, n)
+            while d < lim and flat[pb + d] == flat[base + d]:
+                d += 1
+        q = path_q[d]
+        nacc = path_acc[d]
         died = -1
-        for i in range(base, offs[k + 1]):
-            q = trans[q, flat[i]]
+        for i in range(d, n):
+            q = trans[q, flat[base + i]]
             if q < 0:
-                died = i - base
+                died = i
                 break
             if accepting[q]:
-                cuts[n_cut + nacc] = i - base + 1
+                path_cut[nacc] = i + 1
                 nacc += 1
+            path_q[i + 1] = q
+            path_acc[i + 1] = nacc
+        known = died if died >= 0 else n
+        prev = k
         j += 1
         if died < 0:
             tid = sorted_ids[k]
             inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
             continue
         # every token below the node of the first died + 1 bytes dies the same way
-        node = 0
-        for i in range(base, base + died + 1):
-            node = _child(child_ptr, child_byte, child_node, node, flat[i])
+        node = token_node[k]
+        for _ in range(n - died - 1):
+            node = parent[node]
         if nacc > 0:
             rec_node[n_rec] = node
             rec_ds[n_rec] = n_cut
             rec_dn[n_rec] = nacc
             n_rec += 1
+            for a in range(nacc):
+                cuts[n_cut + a] = path_cut[a]
             n_cut += nacc
         hi = sub_hi[node]
         while j < m and to_read[j] < hi:
@@ -722,9 +741,10 @@ def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs:
                 n_tok = trie.offs.shape[0] - 1
                 rec_node, rec_ds, rec_dn = _scratch("run_records", n_tok, 3)
                 (cuts,) = _scratch("run_cuts", trie.flat.shape[0], 1)
+                path = _scratch("run_path", trie.longest + 1, 3)
                 return _walk_run(dfa.trans, dfa.accepting, np.int32(q), to_read, trie.flat, trie.offs,
-                                 trie.sorted_ids, short.copy(), trie.child_ptr, trie.child_byte, trie.child_node,
-                                 trie.sub_hi, rec_node, rec_ds, rec_dn, cuts)
+                                 trie.sorted_ids, short.copy(), trie.parent, trie.token_node, trie.sub_hi,
+                                 rec_node, rec_ds, rec_dn, cuts, *path)
     ref = _reference_state(dfa.trans, q) if refs else None
     first_bytes = _ALL_BYTES
     if ref is not None:

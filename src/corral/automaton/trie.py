@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 from numba import njit
@@ -24,6 +25,8 @@ class TokenTrie:
     sub_hi: np.ndarray  # int32 [n_nodes]: tokens at or below node i are sorted_ids[tok_lo[i]:sub_hi[i]]
     sorted_ids: np.ndarray  # int32 [n_tokens] token ids in byte order
     depth: np.ndarray  # int32 [n_nodes]
+    parent: np.ndarray  # int32 [n_nodes]: -1 at the root
+    token_node: np.ndarray  # int32 [n_tokens]: the node where the token at sorted position k ends
     flat: np.ndarray  # uint8: the bytes of all tokens, in sorted order
     offs: np.ndarray  # int64 [n_tokens + 1]: token at sorted position k is flat[offs[k]:offs[k+1]]
     below: np.ndarray  # uint64 [n_nodes, 4]: the set of bytes read anywhere strictly below node i
@@ -33,6 +36,11 @@ class TokenTrie:
     @property
     def n_nodes(self) -> int:
         return int(self.depth.shape[0])
+
+    @cached_property
+    def longest(self) -> int:
+        """The most bytes of any token."""
+        return int(self.depth.max())
 
 
 _cache: dict[str, TokenTrie] = {}
@@ -77,8 +85,8 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
                           stack, stack, stack, stack, stack, stack, stack)
         _run_from(dead, np.int32(0), t.chars_below, _new_facts(1))
         _walk_run(dead, no_accept, np.int32(0), none, t.flat, t.offs, t.sorted_ids,
-                  _bits_at(none, t.sorted_ids, n_words), t.child_ptr, t.child_byte, t.child_node, t.sub_hi,
-                  stack, stack, stack, stack)
+                  _bits_at(none, t.sorted_ids, n_words), t.parent, t.token_node, t.sub_hi,
+                  stack, stack, stack, stack, stack, stack, stack)
     _set_ranges(np.zeros(n_words, dtype=np.uint32), t.sorted_ids, np.zeros((0, 2), dtype=np.int64))
     for value in (False, True):
         _put_bits(np.zeros(n_words, dtype=np.uint32), none, t.sorted_ids, value)
@@ -145,6 +153,8 @@ def build_trie(token_bytes) -> TokenTrie:
         sub_hi=sub_hi,
         sorted_ids=sorted_ids,
         depth=depth_a,
+        parent=parent_a.astype(np.int32),
+        token_node=node_of_token.astype(np.int32),
         flat=np.frombuffer(b"".join(b for b, _ in items), dtype=np.uint8).copy(),
         offs=np.concatenate([[0], np.cumsum([len(b) for b, _ in items])]).astype(np.int64),
         below=_bytes_below(child_ptr, child_node, child_byte, depth_a),
