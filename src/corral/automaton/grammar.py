@@ -12,7 +12,7 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .masks import record_keys, set_token_ranges, terminal_state_masks, walk_crossing_keys
+from .masks import _content_successor, record_keys, set_token_ranges, terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -26,6 +26,7 @@ _EAGER_STATE_LIMIT = 64
 _EAGER_STARTS = True  # bigger grammars: each terminal's states up to _EAGER_START_DEPTH bytes in, at compile time
 _EAGER_START_FANOUT = 4  # ... while at most this many states are that many bytes in
 _EAGER_START_DEPTH = 2
+_EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counted characters from them (a bounded string)
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -196,13 +197,23 @@ class _Masker:
         once (after ``{"`` or ``,"``) would otherwise walk each of them then."""
         for dfa in self.A.ir.terminals:
             level = [0]
+            walked = []
             for _ in range(_EAGER_START_DEPTH + 1):
                 for q in level:
                     terminal_state_masks(self.vocab, dfa, q)
+                walked += level
                 rows = dfa.trans[level]
                 level = np.unique(rows[rows >= 0]).tolist()
                 if len(level) > _EAGER_START_FANOUT:
                     break
+            if _EAGER_RUN_STEPS:
+                for q in walked:
+                    for _ in range(_EAGER_RUN_STEPS):
+                        nxt = int(_content_successor(dfa.trans, np.int32(q)))
+                        if nxt < 0 or nxt == q or int((dfa.trans[q, 0x20:0x7F] == nxt).sum()) < 64:
+                            break
+                        q = nxt
+                        terminal_state_masks(self.vocab, dfa, q)
 
     def token_step(self, sid: int, tid: int) -> int:
         key = (sid, tid)
