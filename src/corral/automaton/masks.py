@@ -799,13 +799,12 @@ def _patch(trie: TokenTrie, base: "TerminalStateMasks", part: tuple, differ: np.
     """The masks of q: the reference's, with the tokens starting with a ``differ`` byte taken from
     ``part`` (the walk of those tokens from q) instead."""
     inside_d, node_d, ds_d, dn_d, cuts_d = part
+    root_bytes, root_nodes = trie.root_children
+    redo = root_nodes[differ[root_bytes]]
     drop = np.zeros_like(base.inside)
-    root_bytes = trie.child_byte[trie.child_ptr[0] : trie.child_ptr[1]]
-    root_nodes = trie.child_node[trie.child_ptr[0] : trie.child_ptr[1]]
-    for b, c in zip(root_bytes.tolist(), root_nodes.tolist()):
-        if differ[b]:
-            _set_bits(drop, trie.sorted_ids, int(trie.tok_lo[c]), int(trie.sub_hi[c]))
-    inside = (base.inside & ~drop) | inside_d
+    _set_ranges(drop, trie.sorted_ids, np.stack([trie.tok_lo[redo], trie.sub_hi[redo]], axis=1).astype(np.int64))
+    inside = base.inside & ~drop
+    inside |= inside_d
     node = base.rec_node
     keep = ~differ[trie.flat[trie.offs[trie.tok_lo[node]]]] if len(node) else np.zeros(0, dtype=bool)
     dn = base.rec_dn[keep]

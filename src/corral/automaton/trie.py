@@ -38,6 +38,12 @@ class TokenTrie:
         return int(self.depth.shape[0])
 
     @cached_property
+    def root_children(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first bytes, their nodes): the root's children."""
+        lo, hi = int(self.child_ptr[0]), int(self.child_ptr[1])
+        return self.child_byte[lo:hi], self.child_node[lo:hi]
+
+    @cached_property
     def longest(self) -> int:
         """The most bytes of any token."""
         return int(self.depth.max())
