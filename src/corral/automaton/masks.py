@@ -298,9 +298,6 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
     identifier's tail) is inside as a whole and is not walked: its tokens never
     leave the terminal, so they add no crossing records.
     """
-    # big whole-subtree ranges are marked in sorted order and turned into bits once at the end
-    span = np.zeros(1, dtype=np.int32)
-    use_span = False
     inside = np.zeros(n_words, dtype=np.uint32)
     acc_path = np.empty(1024, dtype=np.int32)
     n_rec = 0
@@ -332,16 +329,7 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                     n_rec += 1
             elif _stays(below, utf8_ok, ch, facts, trans, q2) or _counted(
                     below, utf8_ok, chars_below, ch, trans, q2, facts):
-                lo = tok_lo[ch]
-                hi = sub_hi[ch]
-                if hi - lo > 8:
-                    if not use_span:
-                        span = np.zeros(sorted_ids.shape[0] + 1, dtype=np.int32)
-                        use_span = True
-                    span[lo] += 1
-                    span[hi] -= 1
-                else:
-                    _set_bits(inside, sorted_ids, lo, hi)
+                _set_bits(inside, sorted_ids, tok_lo[ch], sub_hi[ch])  # subtrees met here are disjoint
             else:
                 _set_bits(inside, sorted_ids, tok_lo[ch], tok_hi[ch])
                 st_node[sp] = ch
@@ -349,13 +337,6 @@ def _walk_trie(trans, accepting, q0, child_ptr, child_byte, child_node, tok_lo, 
                 st_nacc[sp] = nacc
                 st_depth[sp] = depth + 1
                 sp += 1
-    if use_span:
-        run = 0
-        for k in range(sorted_ids.shape[0]):
-            run += span[k]
-            if run > 0:
-                tid = sorted_ids[k]
-                inside[tid >> 5] |= np.uint32(1) << np.uint32(tid & 31)
     return inside, rec_node[:n_rec].copy(), rec_ds[:n_rec].copy(), rec_dn[:n_rec].copy(), cuts[:n_cut].copy(), True
 
 
