@@ -299,18 +299,17 @@ class CorralEngine(Engine):
 
 
 def clear_corral_caches() -> None:
-    """Forget corral's cross-grammar memo of terminal-state masks, so a compile is measured cold.
+    """Forget corral's cross-grammar memos (terminal-state masks, crossing walks, per-DFA facts),
+    so a compile and its masks are measured cold.
 
-    The vocabulary trie (tokenizer preprocessing) is kept.
+    What depends only on the vocabulary is kept: its trie (tokenizer preprocessing) and, per
+    character set met, each token's length in characters.
     """
     try:
         from corral.automaton import masks as _masks
-
-        cache = getattr(_masks, "_tsm_cache", None)
-        if cache is not None:
-            cache.clear()
     except ImportError:  # pragma: no cover
-        pass
+        return
+    _masks.clear_cache()
 
 
 class XGrammarEngine(Engine):

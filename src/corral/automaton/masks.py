@@ -616,10 +616,13 @@ _RESIDUAL_MAX_STATES = 256  # bigger DFAs key their states' masks by (DFA, state
 
 
 def clear_cache(disk: bool = False) -> None:
-    """Forget every terminal-state mask (in memory; also on disk with ``disk=True``)."""
+    """Forget every terminal-state mask and crossing walk, and what was learnt about each DFA
+    (in memory; also the masks on disk with ``disk=True``). Tables that depend only on the
+    vocabulary (its trie, per character set the tokens' lengths) are kept."""
     with _tsm_lock:
         _tsm_cache.clear()
         _cross_memo.clear()
+        _facts.clear()
     if disk:
         import shutil
 
