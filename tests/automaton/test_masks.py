@@ -231,3 +231,22 @@ def test_bounded_string_positions_are_walked_at_compile_time(vocab, monkeypatch)
         assert m2.consume_bytes(prefix + b"x" * n)
         assert m2.next_token_mask().any()
     M.clear_cache()
+
+
+def test_tokens_crossing_into_the_next_block_of_a_long_string(vocab):
+    """Near the end of a long string's 64-character block every longer token crosses into the
+    next block, where big subtrees are taken whole (``_resolve_crossing``): masks there agree
+    with reading each token byte by byte through the automaton."""
+    from corral import Grammar
+
+    schema = {"type": "object", "properties": {"s": {"type": "string", "maxLength": 300}}, "required": ["s"]}
+    M.clear_cache()
+    g = Grammar.from_json_schema(schema, vocab)
+    for n in (0, 61, 63, 64, 65, 126, 127):
+        prefix = b'{"s":"' + b"ab" * (n // 2) + b"c" * (n % 2)
+        m = g.matcher()
+        assert m.consume_bytes(prefix)
+        got = set(m.allowed_token_ids().tolist())
+        walk = g.automaton.walk  # byte by byte from the prefix's state: no trie, no crossing records
+        want = {i for i, tb in enumerate(vocab.token_bytes) if tb and walk(m.state, tb) >= 0}
+        assert got == want, f"{n} characters in: {sorted(got ^ want)[:10]}"

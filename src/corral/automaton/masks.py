@@ -526,15 +526,20 @@ def _bits_at(positions, sorted_ids, n_words):
 @njit(cache=True, nogil=True)
 def _resolve_crossing(
     trans, accepting, rec_node, rec_ds, rec_dn, cuts,
-    child_ptr, child_byte, child_node, tok_lo, tok_hi, sorted_ids, depth, flat, offs, n_words,
-    st_node, st_q, st_nacc, o_node, o_ds, o_dn, o_cuts,
+    child_ptr, child_byte, child_node, tok_lo, tok_hi, sub_hi, sorted_ids, depth, flat, offs, n_words,
+    below, utf8_ok, chars_below, facts, whole_min, st_node, st_q, st_nacc, o_node, o_ds, o_dn, o_cuts,
 ):
     """Walk each crossing subtree, from each of its cuts, through one next terminal's DFA.
 
     Sets the bits of tokens that stay inside it. Subtrees where this terminal
     could itself end part-way come back as new records (node, cuts), in the
-    same form, for the caller to resolve one parser step further. ``st_*``, ``o_*``: scratch
-    space, as for ``_walk_trie``; the last value returned is False when ``o_*`` were too small.
+    same form, for the caller to resolve one parser step further. A subtree of more than
+    ``whole_min`` tokens that all stay alive from where its root leads (a loop, or a counted run
+    long enough: the next block of a long string) is inside at once, as in ``_walk_trie``. That
+    is checked at the subtree roots only, and only for big ones: checks per node, or at every
+    root, cost more than they saved.
+    ``st_*``, ``o_*``: scratch space, as for ``_walk_trie``; the last value returned is False
+    when ``o_*`` were too small.
     """
     bits = np.zeros(n_words, dtype=np.uint32)
     n_out = 0
@@ -562,6 +567,11 @@ def _resolve_crossing(
                         return bits, o_node[:0].copy(), o_ds[:0].copy(), o_dn[:0].copy(), o_cuts[:0].copy(), False
                     n_oc += nacc
                     n_out += 1
+                continue
+            if sub_hi[root] - tok_lo[root] > whole_min and (
+                    _stays(below, utf8_ok, root, facts, trans, q)
+                    or _counted(below, utf8_ok, chars_below, root, trans, q, facts)):
+                _set_bits(bits, sorted_ids, tok_lo[root], sub_hi[root])
                 continue
             _set_bits(bits, sorted_ids, tok_lo[root], tok_hi[root])
             st_node[0] = root
@@ -1021,16 +1031,19 @@ def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tupl
     """One parser step of crossing resolution: (bits kept inside ``dfa``, records ending it part-way)."""
     trie: TokenTrie = trie_for(vocab)
     rec_node, rec_ds, rec_dn, cuts = records
-    stacks = _scratch("cross_stacks", trie.n_nodes + 1, 3)
-    bits, n2, ds2, dn2, c2 = _with_record_space(trie, lambda *space: _resolve_crossing(
-        dfa.trans, dfa.accepting, rec_node, rec_ds, rec_dn, cuts,
-        trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi,
-        trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
-        *stacks, *space,
-    ))
+    facts, lock = _dfa_facts(dfa)
+    with lock:  # the facts are filled in place, without the GIL
+        stacks = _scratch("cross_stacks", trie.n_nodes + 1, 3)
+        bits, n2, ds2, dn2, c2 = _with_record_space(trie, lambda *space: _resolve_crossing(
+            dfa.trans, dfa.accepting, rec_node, rec_ds, rec_dn, cuts,
+            trie.child_ptr, trie.child_byte, trie.child_node, trie.tok_lo, trie.tok_hi, trie.sub_hi,
+            trie.sorted_ids, trie.depth, trie.flat, trie.offs, vocab.n_words,
+            trie.below, trie.utf8_ok, trie.chars_below, facts, _CROSS_WHOLE_MIN, *stacks, *space,
+        ))
     return bits, (n2, ds2, dn2, c2)
 
 
+_CROSS_WHOLE_MIN = 64  # crossing subtrees of more tokens are checked for staying alive whole (see _resolve_crossing)
 _cross_memo: dict[tuple[str, bytes, bytes], tuple[np.ndarray, tuple]] = {}
 _CROSS_MEMO_LIMIT = 200_000
 

@@ -87,7 +87,8 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
                    t.tok_lo, t.tok_hi, t.sorted_ids, n_words, t.sub_hi, t.below, t.utf8_ok, t.chars_below,
                    _new_facts(1), every_byte, stack, stack, stack, stack, stack, stack, stack, stack)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
-                          t.tok_lo, t.tok_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words,
+                          t.tok_lo, t.tok_hi, t.sub_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words,
+                          t.below, t.utf8_ok, t.chars_below, _new_facts(1), 64,
                           stack, stack, stack, stack, stack, stack, stack)
         _run_from(dead, np.int32(0), t.chars_below, _new_facts(1))
         _walk_run(dead, no_accept, np.int32(0), none, t.flat, t.offs, t.sorted_ids,
