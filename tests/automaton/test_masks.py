@@ -186,23 +186,30 @@ def test_disk_cache_round_trip(vocab, tmp_path, monkeypatch):
     M.clear_cache()
 
 
-def test_terminal_starts_are_walked_at_compile_time(vocab, monkeypatch):
-    """A grammar too big to precompute whole still walks each terminal's first states when it
-    is compiled, so the step that opens an object (where any key may start) walks nothing."""
+_NAMES = ["a_rather_long_property_name_%d" % i for i in range(6)]
+
+
+def _compiled_then_no_walks(vocab, monkeypatch, property_schema: dict):
+    """A matcher for an object of six such properties, compiled (too big to precompute whole);
+    any terminal-state walk after that fails the test."""
     from corral import Grammar
     from corral.automaton import grammar as G
 
-    names = ["a_rather_long_property_name_%d" % i for i in range(6)]
-    schema = {"type": "object", "properties": {n: {"type": "integer"} for n in names}}
     M.clear_cache()
-    g = Grammar.from_json_schema(schema, vocab)
+    g = Grammar.from_json_schema({"type": "object", "properties": {n: property_schema for n in _NAMES}}, vocab)
     assert sum(d.n_states for d in g.ir.terminals) > G._EAGER_STATE_LIMIT
-    m = g.matcher()
 
     def no_walk(*args, **kwargs):
         raise AssertionError("a terminal state was walked after compiling")
 
     monkeypatch.setattr(M, "_walk", no_walk)
+    return g.matcher()
+
+
+def test_terminal_starts_are_walked_at_compile_time(vocab, monkeypatch):
+    """A grammar too big to precompute whole still walks each terminal's first states when it
+    is compiled, so the step that opens an object (where any key may start) walks nothing."""
+    m = _compiled_then_no_walks(vocab, monkeypatch, {"type": "integer"})
     assert m.consume_bytes(b'{"')
     assert m.next_token_mask().any()
     M.clear_cache()
@@ -211,21 +218,10 @@ def test_terminal_starts_are_walked_at_compile_time(vocab, monkeypatch):
 def test_bounded_string_positions_are_walked_at_compile_time(vocab, monkeypatch):
     """Each position of a bounded string is a new state; the first _EAGER_RUN_STEPS of them are
     walked when the grammar is compiled, so a string's first characters walk nothing."""
-    from corral import Grammar
     from corral.automaton import grammar as G
 
-    names = ["a_rather_long_property_name_%d" % i for i in range(6)]
-    schema = {"type": "object", "properties": {n: {"type": "string", "maxLength": 300} for n in names}}
-    M.clear_cache()
-    g = Grammar.from_json_schema(schema, vocab)
-    assert sum(d.n_states for d in g.ir.terminals) > G._EAGER_STATE_LIMIT
-    m = g.matcher()
-
-    def no_walk(*args, **kwargs):
-        raise AssertionError("a terminal state was walked after compiling")
-
-    monkeypatch.setattr(M, "_walk", no_walk)
-    prefix = b'{"%s":"' % names[0].encode()
+    m = _compiled_then_no_walks(vocab, monkeypatch, {"type": "string", "maxLength": 300})
+    prefix = b'{"%s":"' % _NAMES[0].encode()
     for n in (0, 1, 7, 30, G._EAGER_RUN_STEPS - 2):
         m2 = m.copy()
         assert m2.consume_bytes(prefix + b"x" * n)
