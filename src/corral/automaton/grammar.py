@@ -12,7 +12,7 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .masks import _content_successor, record_keys, set_token_ranges, terminal_state_masks, walk_crossing_keys
+from .masks import record_keys, run_successor, set_token_ranges, terminal_state_masks, walk_crossing_keys
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -209,10 +209,9 @@ class _Masker:
             if _EAGER_RUN_STEPS:
                 for q in walked:
                     for _ in range(_EAGER_RUN_STEPS):
-                        nxt = int(_content_successor(dfa.trans, np.int32(q)))
-                        if nxt < 0 or nxt == q or int((dfa.trans[q, 0x20:0x7F] == nxt).sum()) < 64:
+                        q = run_successor(dfa, q)
+                        if q < 0:
                             break
-                        q = nxt
                         terminal_state_masks(self.vocab, dfa, q)
 
     def token_step(self, sid: int, tid: int) -> int:

@@ -388,20 +388,6 @@ def _run_chars(flat, offs, asc0, asc1, utf8):
 
 
 @njit(cache=True, nogil=True)
-def _child(child_ptr, child_byte, child_node, node, b):
-    """The child of ``node`` along byte b (binary search; children are sorted by byte)."""
-    lo = child_ptr[node]
-    hi = child_ptr[node + 1]
-    while lo < hi:
-        mid = (lo + hi) >> 1
-        if child_byte[mid] < b:
-            lo = mid + 1
-        else:
-            hi = mid
-    return child_node[lo]
-
-
-@njit(cache=True, nogil=True)
 def _walk_run(trans, accepting, q0, to_read, flat, offs, sorted_ids, inside, parent, token_node, sub_hi,
               rec_node, rec_ds, rec_dn, cuts, path_q, path_acc, path_cut):
     """``_walk_trie``'s result for a state q0 that starts a run of characters.
@@ -828,6 +814,15 @@ def _run_plan(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, facts: _Facts) -> "t
     if length < _RUN_MIN_LENGTH and not (_RUN_OPEN_END and _run_ends_open(dfa, q, length, facts)):
         return None
     return length, _run_class(vocab, trie, int(asc0), int(asc1), bool(utf8))
+
+
+def run_successor(dfa: ByteDFA, q: int) -> int:
+    """The next state of the broad run of characters that q starts (a bounded string's next
+    position), or -1 when q starts none (or loops on itself)."""
+    nxt = int(_content_successor(dfa.trans, np.int32(q)))
+    if nxt < 0 or nxt == q or int((dfa.trans[q, 0x20:0x7F] == nxt).sum()) < _RUN_MIN_ASCII:
+        return -1
+    return nxt
 
 
 def _run_ends_open(dfa: ByteDFA, q: int, length: int, facts: _Facts) -> bool:

@@ -69,8 +69,8 @@ def trie_for(vocab) -> TokenTrie:
 def _warm_up(t: TokenTrie, n_words: int) -> None:
     """Load the compiled trie walks now (about a second, once per process), not in the first mask."""
     from .masks import (
-        _bits_at, _longest_first, _new_facts, _put_bits, _resolve_crossing, _run_chars, _run_from, _set_ranges,
-        _walk_run, _walk_trie,
+        _CROSS_WHOLE_MIN, _bits_at, _longest_first, _new_facts, _put_bits, _resolve_crossing, _run_chars, _run_from,
+        _set_ranges, _walk_run, _walk_trie,
     )
 
     none = np.zeros(0, dtype=np.int32)
@@ -88,7 +88,7 @@ def _warm_up(t: TokenTrie, n_words: int) -> None:
                    _new_facts(1), every_byte, stack, stack, stack, stack, stack, stack, stack, stack)
         _resolve_crossing(dead, no_accept, none, none, none, none, t.child_ptr, t.child_byte, t.child_node,
                           t.tok_lo, t.tok_hi, t.sub_hi, t.sorted_ids, t.depth, t.flat, t.offs, n_words,
-                          t.below, t.utf8_ok, t.chars_below, _new_facts(1), 64,
+                          t.below, t.utf8_ok, t.chars_below, _new_facts(1), _CROSS_WHOLE_MIN,
                           stack, stack, stack, stack, stack, stack, stack)
         _run_from(dead, np.int32(0), t.chars_below, _new_facts(1))
         _walk_run(dead, no_accept, np.int32(0), none, t.flat, t.offs, t.sorted_ids,
