@@ -5,6 +5,8 @@ terminals with counted and looping runs and of object keys next to spelled-out n
 from __future__ import annotations
 
 import numpy as np
+from pathlib import Path
+
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -226,6 +228,36 @@ def test_bounded_string_positions_are_walked_at_compile_time(vocab, monkeypatch)
         m2 = m.copy()
         assert m2.consume_bytes(prefix + b"x" * n)
         assert m2.next_token_mask().any()
+    M.clear_cache()
+
+
+def test_big_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
+    """Whitespace before a word is crossed by thousands of tokens (" x", " foo", ...). Compiling
+    walks those crossing sets through every terminal that may follow, so that no step pays for
+    them: afterwards each of those walks is a memo hit."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+    from corral.automaton.ir import terminal_follow
+
+    M.clear_cache()
+    g = Grammar.from_lark((Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text(), vocab)
+    masker, ir = g._masker, g.automaton.ir
+    trie = trie_for(vocab)
+
+    def no_walk(*args, **kwargs):
+        raise AssertionError("a crossing set was walked after compiling")
+
+    monkeypatch.setattr(M, "walk_crossing", no_walk)
+    big = 0
+    for t, dfa in enumerate(ir.terminals):
+        for q in range(dfa.n_states):
+            tsm = M.terminal_state_masks(vocab, dfa, q)
+            n_tokens = int((trie.sub_hi[tsm.rec_node] - trie.tok_lo[tsm.rec_node]).sum()) if tsm.has_crossing else 0
+            if n_tokens >= G._EAGER_CROSS_TOKENS:
+                big += 1
+                for u in terminal_follow(ir)[t]:
+                    M.walk_crossing_keys(vocab, ir.terminals[u], masker._records(t, q, tsm))
+    assert big  # the ignored whitespace, at least
     M.clear_cache()
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from ..errors import CompileLimitError, CorralError, ValidationError
-from .ir import GrammarIR
+from .ir import GrammarIR, terminal_follow
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
 from .masks import record_keys, run_successor, set_token_ranges, terminal_state_masks, walk_crossing_keys
@@ -27,6 +27,8 @@ _EAGER_STARTS = True  # bigger grammars: each terminal's states up to _EAGER_STA
 _EAGER_START_FANOUT = 4  # ... while at most this many states are that many bytes in
 _EAGER_START_DEPTH = 2
 _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counted characters from them (a bounded string)
+_EAGER_CROSS_TOKENS = 4096  # a state whose crossing tokens are more walks them through every terminal that may follow, at compile time
+_EAGER_INITIAL = True  # the first state's mask, at compile time
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -162,7 +164,8 @@ class Grammar:
 class _Masker:
     """Token masks of a grammar's automaton states for one vocabulary."""
 
-    def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary", horizon: int | None = _HORIZON) -> None:
+    def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary", horizon: int | None = _HORIZON,
+                 eager: bool = True) -> None:
         self.A = automaton
         self.vocab = vocab
         self.n_words = vocab.n_words
@@ -177,31 +180,71 @@ class _Masker:
         self._crossings: dict[tuple[int, int, int], tuple[np.ndarray, list]] = {}
         self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
         self._horizon = Horizon(automaton, horizon) if horizon else None
-        self._view = _Masker(self._horizon.automaton, vocab, horizon=None) if horizon else None
+        # the masker of column images: it only serves this one, which does the compile-time work
+        self._view = _Masker(self._horizon.automaton, vocab, horizon=None, eager=False) if horizon else None
         self._token_step: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         self.token_bytes = vocab.token_bytes
-        if sum(d.n_states for d in automaton.ir.terminals) <= _EAGER_STATE_LIMIT:
-            self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
-        elif _EAGER_STARTS:
-            self.precompute_starts()
+        if eager:
+            self._precompute_at_compile_time()
 
-    def precompute(self) -> None:
-        for dfa in self.A.ir.terminals:
+    def _precompute_at_compile_time(self) -> None:
+        walked: list[tuple[int, int]] = []
+        if sum(d.n_states for d in self.A.ir.terminals) <= _EAGER_STATE_LIMIT:
+            walked = self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
+        elif _EAGER_STARTS:
+            walked = self.precompute_starts()
+        if _EAGER_CROSS_TOKENS:
+            self.precompute_crossings(walked)
+        if _EAGER_INITIAL:
+            self.state_mask(self.A.initial)  # every sequence starts there
+
+    def precompute(self) -> list[tuple[int, int]]:
+        """Every (terminal, state) pair's masks, now; returns the pairs."""
+        done = []
+        for t, dfa in enumerate(self.A.ir.terminals):
             for q in range(dfa.n_states):
                 terminal_state_masks(self.vocab, dfa, q)
+                done.append((t, q))
+        return done
 
-    def precompute_starts(self) -> None:
+    def precompute_crossings(self, states: list[tuple[int, int]]) -> None:
+        """Walk the big crossing sets of terminal states (whitespace before a word, ...) through
+        every terminal that may follow, now: at run time the first column after them needs these
+        walks whatever the parse stack, and each costs milliseconds at 128k tokens."""
+        terms = self.A.ir.terminals
+        follow = terminal_follow(self.A.ir)
+        trie = trie_lists(self.vocab)
+        for t, q in states:
+            tsm = terminal_state_masks(self.vocab, terms[t], q)
+            if follow[t] and tsm.has_crossing:
+                n_tokens = int((trie.sub_hi_np[tsm.rec_node] - trie.tok_lo_np[tsm.rec_node]).sum())
+                if n_tokens >= _EAGER_CROSS_TOKENS:
+                    records = self._records(t, q, tsm)
+                    for u in follow[t]:
+                        walk_crossing_keys(self.vocab, terms[u], records)
+
+    def _records(self, term: int, q: int, tsm) -> np.ndarray:
+        records = self._crossing_keys.get((term, q))
+        if records is None:
+            records = record_keys((tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts))
+            self._crossing_keys[(term, q)] = records
+        return records
+
+    def precompute_starts(self) -> list[tuple[int, int]]:
         """The first states of every terminal: its start, and the states a few bytes in while
         they stay few (an object key's opening bytes). A step that may start many terminals at
-        once (after ``{"`` or ``,"``) would otherwise walk each of them then."""
-        for dfa in self.A.ir.terminals:
+        once (after ``{"`` or ``,"``) would otherwise walk each of them then. Returns those
+        first (terminal, state) pairs."""
+        firsts = []
+        for t, dfa in enumerate(self.A.ir.terminals):
             level = [0]
             walked = []
             for _ in range(_EAGER_START_DEPTH + 1):
                 for q in level:
                     terminal_state_masks(self.vocab, dfa, q)
                 walked += level
+                firsts += [(t, q) for q in level]
                 rows = dfa.trans[level]
                 level = np.unique(rows[rows >= 0]).tolist()
                 if len(level) > _EAGER_START_FANOUT:
@@ -213,6 +256,7 @@ class _Masker:
                         if q < 0:
                             break
                         terminal_state_masks(self.vocab, dfa, q)
+        return firsts
 
     def token_step(self, sid: int, tid: int) -> int:
         key = (sid, tid)
@@ -233,10 +277,7 @@ class _Masker:
         m = tsm.inside
         if tsm.has_crossing and after_col >= 0:
             m = m.copy()
-            records = self._crossing_keys.get((term, q))
-            if records is None:
-                records = record_keys((tsm.rec_node, tsm.rec_ds, tsm.rec_dn, tsm.cuts))
-                self._crossing_keys[(term, q)] = records
+            records = self._records(term, q, tsm)
             if self._horizon is None:
                 self._cross_keys(after_col, records, m, {})
             else:

@@ -57,6 +57,53 @@ class GrammarIR:
         return "\n".join(lines)
 
 
+def terminal_follow(ir: GrammarIR) -> list[frozenset[int]]:
+    """For each terminal, the terminals that may come right after it in some sentence (ignored
+    terminals included): the classic FOLLOW sets, over terminals."""
+    nt = ir.n_terminals
+    nullable: set[int] = set()
+    first: dict[int, set[int]] = {}
+    changed = True
+    while changed:  # nullable nonterminals and FIRST sets, to a fixed point
+        changed = False
+        for lhs, rhs in ir.rules:
+            f = first.setdefault(lhs, set())
+            before = len(f)
+            for s in rhs:
+                f |= {s} if s < nt else first.setdefault(s, set())
+                if s < nt or s not in nullable:
+                    break
+            else:
+                if lhs not in nullable:
+                    nullable.add(lhs)
+                    changed = True
+            changed |= len(f) != before
+    follow_nt: dict[int, set[int]] = {ir.start: set()}
+    follow_t: list[set[int]] = [set() for _ in range(nt)]
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in ir.rules:
+            after = set(follow_nt.get(lhs, ()))  # what may follow the rest of the rule
+            for s in reversed(rhs):
+                target = follow_t[s] if s < nt else follow_nt.setdefault(s, set())
+                if not after <= target:
+                    target |= after
+                    changed = True
+                if s < nt:
+                    after = {s}
+                elif s in nullable:
+                    after = after | first.get(s, set())
+                else:
+                    after = set(first.get(s, ()))
+    ignore = set(ir.ignore)
+    if ignore:
+        anywhere = set().union(*follow_t, first.get(ir.start, set()), ignore)
+        for t in range(nt):
+            follow_t[t] |= anywhere if t in ignore else ignore
+    return [frozenset(f) for f in follow_t]
+
+
 MAX_REPEAT = 100_000  # a bounded repetition costs O(bound) rules
 
 
