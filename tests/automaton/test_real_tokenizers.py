@@ -122,3 +122,31 @@ def test_sentencepiece_byte_fallback_tokens(sp_tokenizer):
     assert ok.consume_tokens(ids) == len(ids) or data.startswith(b" ")
     assert g.accepts(text)
     assert not g.accepts("Café.")
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_masks_through_column_images_equal_masks_on_real_columns(name, smollm_tokenizer):
+    """Crossing tokens are read from column images (shared, cut one origin link deep; the
+    columns after a terminal cut once more) and only what pops past them from the real
+    columns. On the sample sentences every mask equals the one computed on the real
+    columns alone."""
+    from corral.automaton.grammar import _Masker
+
+    vocab = Vocabulary.from_tokenizer(smollm_tokenizer)
+    g = Grammar.from_lark((GRAMMARS / name).read_text(), vocab)
+    plain = _Masker(g.automaton, vocab, horizon=None, eager=False)
+    rng = random.Random(11)
+    steps = 0
+    for _ in range(4):
+        text = random_sentence(g.source_ir, rng, max_depth=8).decode("utf-8")
+        ids = smollm_tokenizer.encode(text, add_special_tokens=False)
+        if vocab.decode_bytes(ids) != text.encode("utf-8"):
+            continue  # the tokenizer normalised the text
+        m = g.matcher()
+        for tid in ids + [None]:
+            got, want = m.next_token_mask(), plain.state_mask(m.state)
+            assert np.array_equal(got, want), f"{text!r} after {m.num_tokens} tokens"
+            steps += 1
+            if tid is not None:
+                assert m.consume_token(tid)
+    assert steps > 20

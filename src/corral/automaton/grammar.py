@@ -29,6 +29,8 @@ _EAGER_START_DEPTH = 2
 _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counted characters from them (a bounded string)
 _EAGER_CROSS_TOKENS = 4096  # a state whose crossing tokens are more walks them through every terminal that may follow, at compile time
 _EAGER_INITIAL = True  # the first state's mask, at compile time
+_SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
+_SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -177,11 +179,14 @@ class _Masker:
         self._state_masks: dict[int, np.ndarray] = {}
         self._state_tensors: dict[int, torch.Tensor] = {}
         self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
-        self._crossings: dict[tuple[int, int, int], tuple[np.ndarray, list]] = {}
+        self._crossings: dict[tuple[int, Any], tuple[np.ndarray, list]] = {}
         self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
         self._horizon = Horizon(automaton, horizon) if horizon else None
         # the masker of column images: it only serves this one, which does the compile-time work
         self._view = _Masker(self._horizon.automaton, vocab, horizon=None, eager=False) if horizon else None
+        self._shallow: Any = None  # on a view: a column of its automaton cut one origin link deep
+        if self._view is not None and _SHALLOW_FIRST:
+            self._view._shallow = self._horizon.shallow
         self._token_step: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()
         self.token_bytes = vocab.token_bytes
@@ -284,35 +289,48 @@ class _Masker:
                 # Most crossing tokens only look at the top of the parse stack: take them from
                 # the column's image (shared by every column that looks the same that deep),
                 # then settle the few that pop past the horizon on the real column.
-                certain, uncertain = self._view.crossing(self._horizon.image(after_col), term, q, records)
-                np.bitwise_or(m, certain, out=m)
-                visited: dict = {}
-                A = self.A
-                for path, rest in uncertain:
-                    col = after_col
-                    for role in path:
-                        col = A.after(col, role)
-                        if col < 0:
-                            break
-                    if col >= 0:
-                        self._cross_keys(col, rest, m, visited)
+                self._cross_through_view(after_col, records, (term, q), m, settle=_SETTLE_THROUGH_VIEW)
         m.setflags(write=False)
         self._term_masks[key] = m
         return m
 
-    def crossing(self, after_col: int, term: int, q: int, records: np.ndarray) -> tuple[np.ndarray, list]:
+    def _cross_through_view(self, column: int, records: np.ndarray, records_id: Any, out: np.ndarray,
+                            settle: bool) -> None:
+        """OR into ``out`` the crossing tokens viable from real ``column``: most from the column's
+        image (shared by every column that looks the same that deep), the few that pop past
+        the horizon from the real column, each set of those through its own image again
+        when ``settle`` (the column after a pop is often one seen before, at the same depth)."""
+        certain, uncertain = self._view.crossing(self._horizon.image(column), records, records_id)
+        np.bitwise_or(out, certain, out=out)
+        visited: dict = {}
+        A = self.A
+        for path, rest in uncertain:
+            col = column
+            for role in path:
+                col = A.after(col, role)
+                if col < 0:
+                    break
+            if col < 0:
+                continue
+            if settle and path:
+                self._cross_through_view(col, rest, rest.tobytes(), out, settle=False)
+            else:
+                self._cross_keys(col, rest, out, visited)
+
+    def crossing(self, column: int, records: np.ndarray, records_id: Any) -> tuple[np.ndarray, list]:
         """(bits of the crossing tokens known viable, [(roles path, records) left undecided]).
 
         Used on a horizon's automaton, whose columns are images: where a walk needs a column
         beyond the horizon, the tokens involved are returned undecided with the terminal
-        roles that lead there, for the caller to settle on the real column.
+        roles that lead there, for the caller to settle on the real column. Memoised per
+        column and ``records_id`` (what identifies the records).
         """
-        key = (after_col, term, q)
+        key = (column, records_id)
         out = self._crossings.get(key)
         if out is None:
             bits = np.zeros(self.n_words, dtype=np.uint32)
             uncertain: list = []
-            self._cross_keys(after_col, records, bits, {}, (), uncertain)
+            self._cross_keys(column, records, bits, {}, (), uncertain)
             bits.setflags(write=False)
             out = (bits, _merge_by_path(uncertain))
             self._crossings[key] = out
@@ -371,7 +389,35 @@ class _Masker:
             if nxt == _TRUNCATED:
                 uncertain.append((step_path, deeper))
             elif nxt >= 0:
-                self._cross_keys(nxt, deeper, out, visited, step_path, uncertain)
+                if self._shallow is not None and nxt != column:
+                    self._cross_shallow(nxt, deeper, out, visited, step_path, uncertain)
+                else:
+                    self._cross_keys(nxt, deeper, out, visited, step_path, uncertain)
+
+    def _cross_shallow(self, column: int, keys: np.ndarray, out: np.ndarray, visited: dict,
+                       path: tuple, uncertain: list) -> None:
+        """``_cross_keys`` on a horizon's automaton, read first from the column cut one origin link
+        deep: the columns reached by one terminal from different images mostly agree that deep,
+        so they share that work. What the cut leaves undecided is read from the column itself."""
+        shallow = self._shallow(column)
+        if shallow == column:
+            self._cross_keys(column, keys, out, visited, path, uncertain)
+            return
+        certain, undecided = self.crossing(shallow, keys, keys.tobytes())
+        np.bitwise_or(out, certain, out=out)
+        A = self.A
+        for more, rest in undecided:
+            col = column
+            try:
+                for role in more:
+                    col = A.after(col, role)
+                    if col < 0:
+                        break
+            except Truncated:
+                uncertain.append((path + more, rest))
+                continue
+            if col >= 0:
+                self._cross_keys(col, rest, out, visited, path + more, uncertain)
 
     def _resolve_exact(self, out: np.ndarray, column: int, nodes: list[int], cuts: list[int], t,
                        path: tuple = (), uncertain: list | None = None) -> None:

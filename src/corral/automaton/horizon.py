@@ -71,6 +71,11 @@ class Horizon:
         memo[cid] = out
         return out
 
+    def shallow(self, cid: int) -> int:
+        """Column ``cid`` of this horizon's own parser, cut one origin link deep."""
+        with self.parser._lock:
+            return self._cut(cid, 1)
+
     def _cut(self, cid: int, depth: int | None = None) -> int:
         """A column of this horizon's own parser, cut back to ``_CUT_EXTRA`` links past the horizon.
 
