@@ -12,7 +12,8 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR, terminal_follow
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
-from .masks import record_keys, run_successor, set_token_ranges, terminal_state_masks, walk_crossing_keys
+from .masks import (TerminalStateMasks, record_keys, run_successor, set_token_ranges, terminal_state_masks,
+                    walk_crossing_keys)
 from .trie import trie_lists
 from .regularize import regularize
 
@@ -272,15 +273,23 @@ class _Masker:
             self._token_step[key] = out
         return out
 
-    def _term_mask(self, after_col: int, term: int, q: int) -> np.ndarray:
-        """Tokens allowed from state q of ``term``, given the column once ``term`` completes."""
+    def _role_mask(self, col: int, role: int, q: int) -> np.ndarray:
+        """Tokens allowed from state q of a terminal in ``role`` that started in column ``col``."""
+        term = role % self.A.n_terminals
+        tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
+        if not tsm.has_crossing:
+            return tsm.inside  # no token goes past the terminal: the column after it is not needed
+        return self._term_mask(self.A.after(col, role), term, q, tsm)
+
+    def _term_mask(self, after_col: int, term: int, q: int, tsm: TerminalStateMasks) -> np.ndarray:
+        """Tokens allowed from state q of ``term`` (its masks ``tsm``), given the column once
+        ``term`` completes."""
         key = (after_col, term, q)
         m = self._term_masks.get(key)
         if m is not None:
             return m
-        tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
         m = tsm.inside
-        if tsm.has_crossing and after_col >= 0:
+        if after_col >= 0:
             m = m.copy()
             records = self._records(term, q, tsm)
             if self._horizon is None:
@@ -463,16 +472,18 @@ class _Masker:
         if sid == TERMINATED:
             return self._eos_mask
         A = self.A
-        nt = A.n_terminals
         boundary, partial = A.state(sid)
-        parts = []
+        found = {}  # by identity: terminals without crossing tokens share their inside masks
         for col, role, q in partial:
-            parts.append(self._term_mask(A.after(col, role), role % nt, q))
+            m = self._role_mask(col, role, q)
+            found[id(m)] = m
         for col in boundary:
             for role in A.roles_at(col):
-                parts.append(self._term_mask(A.after(col, role), role % nt, 0))
+                m = self._role_mask(col, role, 0)
+                found[id(m)] = m
         if A.is_accepting(sid):
-            parts.append(self._eos_mask)
+            found[id(self._eos_mask)] = self._eos_mask
+        parts = list(found.values())
         if not parts:
             m = np.zeros(self.n_words, dtype=np.uint32)
         elif len(parts) == 1:
