@@ -432,15 +432,21 @@ class _Masker:
                        path: tuple = (), uncertain: list | None = None) -> None:
         """Few crossing tokens left: walk them byte by byte from the boundary (DFS, dead branches pruned)."""
         start = self.A.boundary_state(column)
-        walk, step = self.A.walk, self.A.step
+        walk, step, lives = self.A.walk, self.A.step, self.A.lives
         tb = self.token_bytes
         child_ptr, child_byte, child_node = t.child_ptr, t.child_byte, t.child_node
         tok_lo, tok_hi, sorted_ids, depth = t.tok_lo, t.tok_hi, t.sorted_ids, t.depth
         ranges: list[tuple[int, int]] = []  # trie positions of the tokens found viable
         for node, cut in zip(nodes, cuts):
             first = tb[sorted_ids[tok_lo[node]]]
+            leaf = child_ptr[node] == child_ptr[node + 1] and depth[node] > cut
             try:
-                sid = walk(start, first[cut : depth[node]])
+                # a token that ends the walk only needs its last byte to live (no state built)
+                sid = walk(start, first[cut : depth[node] - 1] if leaf else first[cut : depth[node]])
+                if leaf:
+                    if lives(sid, first[depth[node] - 1]):
+                        ranges.append((tok_lo[node], tok_hi[node]))
+                    continue
             except Truncated:
                 uncertain.append((path, _record_key(node, cut)))
                 continue
@@ -452,13 +458,18 @@ class _Masker:
                 if tok_hi[nd] > tok_lo[nd]:
                     ranges.append((tok_lo[nd], tok_hi[nd]))
                 for e in range(child_ptr[nd], child_ptr[nd + 1]):
+                    ch = child_node[e]
+                    if child_ptr[ch] == child_ptr[ch + 1]:
+                        if lives(sid, child_byte[e]):
+                            ranges.append((tok_lo[ch], tok_hi[ch]))
+                        continue
                     try:
                         nxt = step(sid, child_byte[e])
                     except Truncated:
-                        uncertain.append((path, _record_key(child_node[e], cut)))
+                        uncertain.append((path, _record_key(ch, cut)))
                         continue
                     if nxt >= 0:
-                        stack.append((child_node[e], nxt))
+                        stack.append((ch, nxt))
         set_token_ranges(out, self.vocab, ranges)
 
     def has_mask(self, sid: int) -> bool:

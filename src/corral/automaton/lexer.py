@@ -126,6 +126,28 @@ class ByteAutomaton:
             sid = nxt
         return sid
 
+    def lives(self, sid: int, byte: int) -> bool:
+        """Whether ``step(sid, byte)`` is not DEAD, without building that state: some terminal
+        in progress reads the byte, or one that may start here does. (A live state always
+        has a continuation that completes a sentence, so this is what a token ending on
+        ``byte`` needs.)"""
+        out = self._step_memo.get((sid, byte))
+        if out is not None:
+            return out >= 0
+        if sid < 0:
+            return False
+        boundary, partial = self._states[sid]
+        starts = self._start_moves
+        for col in boundary:
+            moves = starts.get(col)
+            if moves is None:
+                moves = self._starts(col)
+            if byte in moves:
+                return True
+        nt = self.n_terminals
+        trans = self._trans
+        return any(trans[role % nt][q][byte] >= 0 for _col, role, q in partial)
+
     def _compute_step(self, sid: int, byte: int) -> int:
         if sid < 0:
             return DEAD
