@@ -23,12 +23,12 @@ if TYPE_CHECKING:  # pragma: no cover
 TERMINATED = -2
 _EXACT_WALK_TOKENS = 256  # up to this many crossing tokens, a byte walk may beat per-terminal trie walks:
 _EXACT_TOKENS_PER_ROLE = 16  # it does when they are fewer than this many per terminal that may come next
-_EAGER_STATE_LIMIT = 64
+_EAGER_STATE_LIMIT = 256  # grammars with at most this many terminal states walk them all at compile time
 _EAGER_STARTS = True  # bigger grammars: each terminal's states up to _EAGER_START_DEPTH bytes in, at compile time
 _EAGER_START_FANOUT = 4  # ... while at most this many states are that many bytes in
 _EAGER_START_DEPTH = 2
 _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counted characters from them (a bounded string)
-_EAGER_CROSS_TOKENS = 4096  # a state whose crossing tokens are more walks them through every terminal that may follow, at compile time
+_EAGER_CROSSINGS = True  # the states walked at compile time walk their crossing tokens through every terminal that may follow
 _EAGER_INITIAL = True  # the first state's mask, at compile time
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
@@ -200,7 +200,7 @@ class _Masker:
             walked = self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
         elif _EAGER_STARTS:
             walked = self.precompute_starts()
-        if _EAGER_CROSS_TOKENS:
+        if _EAGER_CROSSINGS:
             self.precompute_crossings(walked)
         if _EAGER_INITIAL:
             self.state_mask(self.A.initial)  # every sequence starts there
@@ -215,20 +215,18 @@ class _Masker:
         return done
 
     def precompute_crossings(self, states: list[tuple[int, int]]) -> None:
-        """Walk the big crossing sets of terminal states (whitespace before a word, ...) through
-        every terminal that may follow, now: at run time the first column after them needs these
-        walks whatever the parse stack, and each costs milliseconds at 128k tokens."""
+        """Walk the crossing tokens of these terminal states (whitespace before a word, an
+        identifier's end before ``)``, ...) through every terminal that may follow, now: the
+        first column after a terminal needs these walks whatever the parse stack, and a big
+        set costs milliseconds at 128k tokens."""
         terms = self.A.ir.terminals
         follow = terminal_follow(self.A.ir)
-        trie = trie_lists(self.vocab)
         for t, q in states:
             tsm = terminal_state_masks(self.vocab, terms[t], q)
             if follow[t] and tsm.has_crossing:
-                n_tokens = int((trie.sub_hi_np[tsm.rec_node] - trie.tok_lo_np[tsm.rec_node]).sum())
-                if n_tokens >= _EAGER_CROSS_TOKENS:
-                    records = self._records(t, q, tsm)
-                    for u in follow[t]:
-                        walk_crossing_keys(self.vocab, terms[u], records)
+                records = self._records(t, q, tsm)
+                for u in follow[t]:
+                    walk_crossing_keys(self.vocab, terms[u], records)
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))
