@@ -237,9 +237,11 @@ def test_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
     that may follow, so that no step pays for them: afterwards each of those walks is a memo
     hit."""
     from corral import Grammar
+    from corral.automaton import grammar as G
     from corral.automaton.ir import terminal_follow
 
     M.clear_cache()
+    monkeypatch.setattr(G, "_EAGER_CROSS_DEEPER", 16)  # this vocabulary has few tokens like " x)"
     g = Grammar.from_lark((Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text(), vocab)
     masker, ir = g._masker, g.automaton.ir
     trie = trie_for(vocab)
@@ -248,15 +250,21 @@ def test_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
         raise AssertionError("a crossing set was walked after compiling")
 
     monkeypatch.setattr(M, "walk_crossing", no_walk)
-    biggest = 0
+    follow = terminal_follow(ir)
+    biggest = second = 0
     for t, dfa in enumerate(ir.terminals):
         for q in range(dfa.n_states):
             tsm = M.terminal_state_masks(vocab, dfa, q)
             if tsm.has_crossing:
                 biggest = max(biggest, int((trie.sub_hi[tsm.rec_node] - trie.tok_lo[tsm.rec_node]).sum()))
-                for u in terminal_follow(ir)[t]:
-                    M.walk_crossing_keys(vocab, ir.terminals[u], masker._records(t, q, tsm))
-    assert biggest > 10_000  # the ignored whitespace
+                for u in follow[t]:
+                    _, deeper = M.walk_crossing_keys(vocab, ir.terminals[u], masker._records(t, q, tsm))
+                    nodes = deeper >> 20
+                    if len(deeper) and (trie.sub_hi[nodes] - trie.tok_lo[nodes]).sum() >= G._EAGER_CROSS_DEEPER:
+                        second += 1  # tokens crossing two terminals (" x)", " 1+"): walked one level on
+                        for v in follow[u]:
+                            M.walk_crossing_keys(vocab, ir.terminals[v], deeper)
+    assert biggest > 10_000 and second  # the ignored whitespace, then a name or number
     M.clear_cache()
 
 

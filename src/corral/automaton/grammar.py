@@ -29,6 +29,7 @@ _EAGER_START_FANOUT = 4  # ... while at most this many states are that many byte
 _EAGER_START_DEPTH = 2
 _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counted characters from them (a bounded string)
 _EAGER_CROSSINGS = True  # the states walked at compile time walk their crossing tokens through every terminal that may follow
+_EAGER_CROSS_DEEPER = 256  # ... and the crossing tokens of those walks, when this many, through what may follow
 _EAGER_INITIAL = True  # the first state's mask, at compile time
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
@@ -221,12 +222,16 @@ class _Masker:
         set costs milliseconds at 128k tokens."""
         terms = self.A.ir.terminals
         follow = terminal_follow(self.A.ir)
+        trie = trie_lists(self.vocab)
         for t, q in states:
             tsm = terminal_state_masks(self.vocab, terms[t], q)
             if follow[t] and tsm.has_crossing:
                 records = self._records(t, q, tsm)
                 for u in follow[t]:
-                    walk_crossing_keys(self.vocab, terms[u], records)
+                    _, deeper = walk_crossing_keys(self.vocab, terms[u], records)
+                    if _EAGER_CROSS_DEEPER and len(deeper) and _n_tokens(trie, deeper) >= _EAGER_CROSS_DEEPER:
+                        for v in follow[u]:
+                            walk_crossing_keys(self.vocab, terms[v], deeper)
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))
@@ -363,14 +368,13 @@ class _Masker:
             visited[where] = keys
         if not len(keys):
             return
-        nodes = (keys >> 20).astype(np.int64)
         trie = trie_lists(self.vocab)
-        n_tokens = int((trie.sub_hi_np[nodes] - trie.tok_lo_np[nodes]).sum())
+        n_tokens = _n_tokens(trie, keys)
         A = self.A
         roles = A.roles_at(column)
         # A byte walk in Python costs per token, a compiled walk per next terminal.
         if n_tokens <= min(_EXACT_WALK_TOKENS, _EXACT_TOKENS_PER_ROLE * len(roles)):
-            self._resolve_exact(out, column, nodes.tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
+            self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
             return
         records = keys  # walk_crossing_keys memoises on (terminal, these keys)
         nt = A.n_terminals
@@ -510,6 +514,12 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
+
+
+def _n_tokens(trie, keys: np.ndarray) -> int:
+    """How many tokens the crossing records ``keys`` cover."""
+    nodes = keys >> 20
+    return int((trie.sub_hi_np[nodes] - trie.tok_lo_np[nodes]).sum())
 
 
 def _record_key(node: int, cut: int) -> np.ndarray:
