@@ -253,11 +253,11 @@ class _Masker:
                 for q in level:
                     terminal_state_masks(self.vocab, dfa, q)
                 walked += level
-                firsts += [(t, q) for q in level]
                 rows = dfa.trans[level]
                 level = np.unique(rows[rows >= 0]).tolist()
                 if len(level) > _EAGER_START_FANOUT:
                     break
+            firsts += [(t, q) for q in walked]
             if _EAGER_RUN_STEPS:
                 for q in walked:
                     for _ in range(_EAGER_RUN_STEPS):
@@ -317,11 +317,7 @@ class _Masker:
         visited: dict = {}
         A = self.A
         for path, rest in uncertain:
-            col = column
-            for role in path:
-                col = A.after(col, role)
-                if col < 0:
-                    break
+            col = _after_path(A, column, path)
             if col < 0:
                 continue
             if settle and path:
@@ -418,12 +414,8 @@ class _Masker:
         np.bitwise_or(out, certain, out=out)
         A = self.A
         for more, rest in undecided:
-            col = column
             try:
-                for role in more:
-                    col = A.after(col, role)
-                    if col < 0:
-                        break
+                col = _after_path(A, column, more)
             except Truncated:
                 uncertain.append((path + more, rest))
                 continue
@@ -514,6 +506,15 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
+
+
+def _after_path(automaton: ByteAutomaton, column: int, path: tuple) -> int:
+    """The column after the terminal roles ``path`` are read from ``column`` (negative: dead)."""
+    for role in path:
+        column = automaton.after(column, role)
+        if column < 0:
+            break
+    return column
 
 
 def _n_tokens(trie, keys: np.ndarray) -> int:

@@ -137,13 +137,8 @@ class ByteAutomaton:
         if sid < 0:
             return False
         boundary, partial = self._states[sid]
-        starts = self._start_moves
-        for col in boundary:
-            moves = starts.get(col)
-            if moves is None:
-                moves = self._starts(col)
-            if byte in moves:
-                return True
+        if any(byte in self._starts(col) for col in boundary):
+            return True
         nt = self.n_terminals
         trans = self._trans
         return any(trans[role % nt][q][byte] >= 0 for _col, role, q in partial)
