@@ -268,6 +268,69 @@ def test_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
     M.clear_cache()
 
 
+def _image_crossings_computed_after_compiling(g, text: str) -> tuple[int, int]:
+    """Walk ``text`` token by token, computing masks: (crossing sets of column images that
+    ``_term_mask`` read and compiling had not computed, all those it read), distinct ones."""
+    view = g._masker._view
+    at_compile = set(view._crossings)
+    read: set = set()
+    real_crossing = view.crossing
+
+    def crossing(column, records, records_id):
+        if isinstance(records_id, tuple):  # a (terminal, state) read by _term_mask, not a settle
+            read.add((column, records_id))
+        return real_crossing(column, records, records_id)
+
+    view.crossing = crossing
+    m = g.matcher()
+    for tid in vocab_ids(g.vocab, text):
+        m.next_token_mask()
+        assert m.consume_token(tid)
+    m.next_token_mask()
+    return len(read - at_compile), len(read)
+
+
+def vocab_ids(vocab, text: str) -> list[int]:
+    """Greedy longest-match token ids of ``text`` (any split is a valid input to a matcher)."""
+    by_bytes = {b: i for i, b in enumerate(vocab.token_bytes) if b}
+    data, ids, i = text.encode(), [], 0
+    while i < len(data):
+        n = max(k for k in range(1, min(16, len(data) - i) + 1) if data[i : i + k] in by_bytes)
+        ids.append(by_bytes[data[i : i + n]])
+        i += n
+    return ids
+
+
+def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab, monkeypatch):
+    """Compiling walks column images forward from the first column, following reads that pop
+    one level, and computes the crossing sets of every terminal state on each. A sentence
+    then finds nearly all the crossing sets it reads already there (those it does not are
+    after reads that pop two levels, such as ``)`` closing a call's empty argument list
+    inside a product). Without the walk (``_EAGER_IMAGES = 0``) it computes every one."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    text = (Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text()
+    sentence = "(x1 + 2) * f(y, 3.5) / (4 - z) ^ 2 + g(-x)"
+    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence)
+    assert read >= 20 and new <= read // 10, (new, read)
+    monkeypatch.setattr(G, "_EAGER_IMAGES", 0)
+    monkeypatch.setattr(G, "_EAGER_INITIAL", False)
+    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence)
+    assert read >= 20 and new == read
+
+
+def test_json_schema_grammars_skip_the_image_walk(vocab, monkeypatch):
+    """JSON Schema grammars are compiled per request: their compile time is not spent on images."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    monkeypatch.setattr(G, "_EAGER_INITIAL", False)
+
+    g = Grammar.from_json_schema({"type": "object", "properties": {"a": {"type": "integer"}}}, vocab)
+    assert not g._masker._view._crossings
+
+
 def test_tokens_crossing_into_the_next_block_of_a_long_string(vocab):
     """Near the end of a long string's 64-character block every longer token crosses into the
     next block, where big subtrees are taken whole (``_resolve_crossing``): masks there agree

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections import deque
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -31,6 +32,9 @@ _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counte
 _EAGER_CROSSINGS = True  # the states walked at compile time walk their crossing tokens through every terminal that may follow
 _EAGER_CROSS_DEEPER = 256  # ... and the crossing tokens of those walks, when this many, through what may follow
 _EAGER_INITIAL = True  # the first state's mask, at compile time
+_EAGER_IMAGES = 256  # columns walked forward from the first one at compile time, at most (0: none); not for
+# JSON Schema grammars, which are compiled per request (their compile time is the goal there)
+_EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets on them
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
@@ -76,7 +80,9 @@ class Grammar:
         except RecursionError:
             raise CompileLimitError("grammar nesting too deep to compile (Python recursion limit)") from None
         self.vocab = _as_vocab(vocab)
-        self._masker = _Masker(self.automaton, self.vocab) if self.vocab is not None else None
+        self._masker = None
+        if self.vocab is not None:
+            self._masker = _Masker(self.automaton, self.vocab, images=ir.source != "json_schema")
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -169,7 +175,7 @@ class _Masker:
     """Token masks of a grammar's automaton states for one vocabulary."""
 
     def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary", horizon: int | None = _HORIZON,
-                 eager: bool = True) -> None:
+                 eager: bool = True, images: bool = True) -> None:
         self.A = automaton
         self.vocab = vocab
         self.n_words = vocab.n_words
@@ -193,9 +199,9 @@ class _Masker:
         self._lock = threading.Lock()
         self.token_bytes = vocab.token_bytes
         if eager:
-            self._precompute_at_compile_time()
+            self._precompute_at_compile_time(images)
 
-    def _precompute_at_compile_time(self) -> None:
+    def _precompute_at_compile_time(self, images: bool) -> None:
         walked: list[tuple[int, int]] = []
         if sum(d.n_states for d in self.A.ir.terminals) <= _EAGER_STATE_LIMIT:
             walked = self.precompute()  # small grammars: every terminal state now, so no mask waits on a walk
@@ -203,6 +209,8 @@ class _Masker:
             walked = self.precompute_starts()
         if _EAGER_CROSSINGS:
             self.precompute_crossings(walked)
+        if images and _EAGER_IMAGES and self._horizon is not None:
+            self.precompute_images(walked)
         if _EAGER_INITIAL:
             self.state_mask(self.A.initial)  # every sequence starts there
 
@@ -232,6 +240,46 @@ class _Masker:
                     if _EAGER_CROSS_DEEPER and len(deeper) and _n_tokens(trie, deeper) >= _EAGER_CROSS_DEEPER:
                         for v in follow[u]:
                             walk_crossing_keys(self.vocab, terms[v], deeper)
+
+    def precompute_images(self, states: list[tuple[int, int]]) -> None:
+        """The crossing sets of these terminal states on every column image reached from the first
+        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` images).
+
+        A state's crossing tokens are read from the image of the column after its terminal
+        (``_term_mask``), and images repeat across sentences (the image after ``(`` is the same
+        at any depth). Computing an image's first visit costs a millisecond or more at 128k
+        tokens; here it happens once per grammar. Reads that pop past an image need the real
+        column, so the walk does not follow them: images reached only after a pop are
+        computed when first met.
+        """
+        A, view, horizon = self.A, self._view, self._horizon
+        nt = A.n_terminals
+        crossing: dict[int, list[tuple[int, np.ndarray]]] = {}
+        for t, q in states:
+            tsm = terminal_state_masks(self.vocab, A.ir.terminals[t], q)
+            if tsm.has_crossing:
+                crossing.setdefault(t, []).append((q, self._records(t, q, tsm)))
+        first = horizon.image(A.parser.initial)
+        seen, queue = {first}, deque([first])
+        budget = _EAGER_IMAGE_CROSSINGS
+        while queue and budget > 0:
+            image = queue.popleft()
+            for role in view.A.roles_at(image):
+                try:
+                    after = view.A.after(image, role)
+                except Truncated:
+                    continue
+                if after < 0:
+                    continue
+                image_after = horizon.shallow(after)  # what image() makes of the real column there
+                for q, records in crossing.get(role % nt, ()):
+                    view.crossing(image_after, records, (role % nt, q))
+                    budget -= 1
+                # the walk goes on from the column itself, which the view keeps one link deeper than
+                # an image: so it also follows reads that pop one level (the image after a ``)``)
+                if after not in seen and len(seen) < _EAGER_IMAGES:
+                    seen.add(after)
+                    queue.append(after)
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))
