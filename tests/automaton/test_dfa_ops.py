@@ -121,3 +121,28 @@ def test_product_is_lazy_and_limited():
     assert d == compile_regex("a{100,200}")
     with pytest.raises(CompileLimitError):
         ops.intersection(compile_regex("(a|b)*a(a|b){6}"), compile_regex("(a|b)*b(a|b){6}"), max_states=50)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.lists(word_sets, min_size=2, max_size=4))
+def test_co_accepting_sets_equal_brute_force(languages):
+    """``co_accepting`` finds exactly the sets of two or more DFAs that accept one same string."""
+    from corral.automaton.dfa import co_accepting
+
+    dfas = [from_set(words) for words in languages]
+    expected = set()
+    for s in UNIVERSE:
+        both = frozenset(i for i, d in enumerate(dfas) if d.matches(s))
+        if len(both) > 1:
+            expected.add(both)
+    assert set(co_accepting(dfas)) == expected
+
+
+def test_co_accepting_keywords_and_names():
+    """A keyword is also a name; a number is not."""
+    from corral.automaton.dfa import co_accepting
+
+    names = ["IN", "INT", "NAME", "NUMBER"]
+    dfas = [compile_regex("in"), compile_regex("int"), compile_regex("[a-z]+"), compile_regex("[0-9]+")]
+    found = {frozenset(names[i] for i in s) for s in co_accepting(dfas)}
+    assert found == {frozenset({"IN", "NAME"}), frozenset({"INT", "NAME"})}

@@ -268,16 +268,18 @@ def test_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
     M.clear_cache()
 
 
-def _image_crossings_computed_after_compiling(g, text: str) -> tuple[int, int]:
+def _image_crossings_computed_after_compiling(g, text: str, settles: bool = False) -> tuple[int, int]:
     """Walk ``text`` token by token, computing masks: (crossing sets of column images that
-    ``_term_mask`` read and compiling had not computed, all those it read), distinct ones."""
+    ``_term_mask`` read and compiling had not computed, all those it read), distinct ones.
+    With ``settles``, the sets read when settling through images instead."""
     view = g._masker._view
     at_compile = set(view._crossings)
     read: set = set()
     real_crossing = view.crossing
 
     def crossing(column, records, records_id):
-        if isinstance(records_id, tuple):  # a (terminal, state) read by _term_mask, not a settle
+        # _term_mask names records by (terminal, state); a settle by their bytes
+        if isinstance(records_id, bytes) == settles:
             read.add((column, records_id))
         return real_crossing(column, records, records_id)
 
@@ -318,6 +320,26 @@ def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab
     monkeypatch.setattr(G, "_EAGER_INITIAL", False)
     new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence)
     assert read >= 20 and new == read
+
+
+@pytest.mark.parametrize("grammar, sentence, switch, settles", [
+    ("sql_select", "SELECT DISTINCT a, f(b) FROM t WHERE (x = 1 OR y < 2) AND z IS NOT NULL", "_EAGER_UNIONS", False),
+    ("arithmetic", "((a + b) * (c - (d / e))) + f(g(h), i)", "_EAGER_SETTLES", True),
+])
+def test_image_walk_unions_and_settles(vocab, monkeypatch, grammar, sentence, switch, settles):
+    """Text such as ``DISTINCT`` or ``a`` ends several terminals at once (a keyword, a name, a
+    qualified name): the column after it is the union of the columns after each, which the
+    walk reaches through ``co_accepting``. Records that pop one level past an image are
+    settled through the image of the column the pop leads to, which the walk also computes.
+    Each leaves fewer sets to compute after compiling than with it turned off."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    text = (Path(__file__).resolve().parents[2] / "grammars" / f"{grammar}.lark").read_text()
+    with_it, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence, settles)
+    monkeypatch.setattr(G, switch, False)
+    without, _ = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence, settles)
+    assert read >= 8 and with_it < without
 
 
 def test_json_schema_grammars_skip_the_image_walk(vocab, monkeypatch):

@@ -175,3 +175,37 @@ def _make(trans: np.ndarray, acc: np.ndarray) -> ByteDFA:
     h.update(trans.tobytes())
     h.update(acc.tobytes())
     return ByteDFA(trans, acc, h.digest())
+
+
+_CO_ACCEPTING_LIMIT = 4096  # joint states explored at most (the sets found so far are returned)
+
+
+def co_accepting(dfas: "list[ByteDFA] | tuple[ByteDFA, ...]") -> list[frozenset[int]]:
+    """The sets of two or more DFAs (by index) that all accept one same string.
+
+    Reading text that ends several terminals at once (``distinct`` as a keyword and as a name)
+    leads a parser to the union of the columns after each. The DFAs are run jointly from their
+    starts, only while two or more are alive. The walk stops after ``_CO_ACCEPTING_LIMIT``
+    joint states, so the sets may be incomplete for large grammars (callers use them as hints).
+    """
+    start = tuple((i, 0) for i, d in enumerate(dfas) if d.n_states)
+    found: set[frozenset[int]] = set()
+    seen = {start}
+    stack = [start]
+    while stack and len(seen) <= _CO_ACCEPTING_LIMIT:
+        joint = stack.pop()
+        accepting = frozenset(i for i, q in joint if dfas[i].accepting[q])
+        if len(accepting) > 1:
+            found.add(accepting)
+        by_byte: dict[int, list[tuple[int, int]]] = {}
+        for i, q in joint:
+            row = dfas[i].trans[q]
+            for b in np.flatnonzero(row >= 0).tolist():
+                by_byte.setdefault(b, []).append((i, int(row[b])))
+        for nxt in by_byte.values():
+            if len(nxt) > 1:
+                key = tuple(nxt)
+                if key not in seen:
+                    seen.add(key)
+                    stack.append(key)
+    return sorted(found, key=sorted)

@@ -13,6 +13,7 @@ from ..errors import CompileLimitError, CorralError, ValidationError
 from .ir import GrammarIR, terminal_follow
 from .horizon import Horizon, Truncated
 from .lexer import DEAD, ByteAutomaton
+from .dfa import co_accepting
 from .masks import (TerminalStateMasks, record_keys, run_successor, set_token_ranges, terminal_state_masks,
                     walk_crossing_keys)
 from .trie import trie_lists
@@ -34,6 +35,8 @@ _EAGER_CROSS_DEEPER = 256  # ... and the crossing tokens of those walks, when th
 _EAGER_INITIAL = True  # the first state's mask, at compile time
 _EAGER_IMAGES = 256  # columns walked forward from the first one at compile time, at most (0: none); not for
 # JSON Schema grammars, which are compiled per request (their compile time is the goal there)
+_EAGER_SETTLES = True  # ... and the settles through images of what those leave undecided, where the view knows the column
+_EAGER_UNIONS = True  # ... and the unions of columns after terminals that accept the same text
 _EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets on them
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
@@ -259,12 +262,16 @@ class _Masker:
             tsm = terminal_state_masks(self.vocab, A.ir.terminals[t], q)
             if tsm.has_crossing:
                 crossing.setdefault(t, []).append((q, self._records(t, q, tsm)))
+        together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
+
         first = horizon.image(A.parser.initial)
         seen, queue = {first}, deque([first])
         budget = _EAGER_IMAGE_CROSSINGS
         while queue and budget > 0:
             image = queue.popleft()
-            for role in view.A.roles_at(image):
+            roles = view.A.roles_at(image)
+            nexts = []
+            for role in roles:
                 try:
                     after = view.A.after(image, role)
                 except Truncated:
@@ -273,13 +280,39 @@ class _Masker:
                     continue
                 image_after = horizon.shallow(after)  # what image() makes of the real column there
                 for q, records in crossing.get(role % nt, ()):
-                    view.crossing(image_after, records, (role % nt, q))
+                    _, undecided = view.crossing(image_after, records, (role % nt, q))
                     budget -= 1
-                # the walk goes on from the column itself, which the view keeps one link deeper than
-                # an image: so it also follows reads that pop one level (the image after a ``)``)
+                    if _EAGER_SETTLES:
+                        self._precompute_settles(after, undecided)
+                nexts.append(after)
+            # text that ends several terminals at once leads to the union of the columns after them
+            for group in _role_groups(roles, nt, together):
+                try:
+                    afters = frozenset(view.A.after(image, r) for r in group) - {DEAD}
+                except Truncated:
+                    continue
+                if len(afters) > 1:
+                    nexts.append(view.A.parser.union(afters))
+            # the walk goes on from the columns themselves, which the view keeps one link deeper
+            # than images: so it also follows reads that pop one level (the image after a ``)``)
+            for after in nexts:
                 if after not in seen and len(seen) < _EAGER_IMAGES:
                     seen.add(after)
                     queue.append(after)
+
+    def _precompute_settles(self, column: int, undecided: list) -> None:
+        """What ``_cross_through_view`` settles through images, for records left ``undecided`` on
+        the image of view ``column``: the column one pop away is known there when the pop
+        reads no deeper than the view keeps."""
+        for path, rest in undecided:
+            if not path:
+                continue
+            try:
+                col = _after_path(self._view.A, column, path)
+            except Truncated:
+                continue
+            if col >= 0:
+                self._view.crossing(self._horizon.shallow(col), rest, rest.tobytes())
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))
@@ -554,6 +587,16 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
+
+
+def _role_groups(roles: tuple[int, ...], n_terminals: int, together: list[frozenset]) -> list[tuple[int, ...]]:
+    """The sets of two or more of ``roles`` whose terminals all accept some common text."""
+    groups = set()
+    for terms in together:
+        group = tuple(r for r in roles if r % n_terminals in terms)
+        if len(group) > 1:
+            groups.add(group)
+    return sorted(groups)
 
 
 def _after_path(automaton: ByteAutomaton, column: int, path: tuple) -> int:
