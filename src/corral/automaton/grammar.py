@@ -190,6 +190,7 @@ class _Masker:
         self._state_masks: dict[int, np.ndarray] = {}
         self._state_tensors: dict[int, torch.Tensor] = {}
         self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
+        self._image_term_masks: dict[tuple[int, int, int], np.ndarray] = {}
         self._crossings: dict[tuple[int, Any], tuple[np.ndarray, list]] = {}
         self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
         self._horizon = Horizon(automaton, horizon) if horizon else None
@@ -263,7 +264,6 @@ class _Masker:
             if tsm.has_crossing:
                 crossing.setdefault(t, []).append((q, self._records(t, q, tsm)))
         together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
-
         first = horizon.image(A.parser.initial)
         seen, queue = {first}, deque([first])
         budget = _EAGER_IMAGE_CROSSINGS
@@ -374,17 +374,32 @@ class _Masker:
             return m
         m = tsm.inside
         if after_col >= 0:
-            m = m.copy()
             records = self._records(term, q, tsm)
             if self._horizon is None:
+                m = m.copy()
                 self._cross_keys(after_col, records, m, {})
             else:
                 # Most crossing tokens only look at the top of the parse stack: take them from
                 # the column's image (shared by every column that looks the same that deep),
                 # then settle the few that pop past the horizon on the real column.
-                self._cross_through_view(after_col, records, (term, q), m, settle=_SETTLE_THROUGH_VIEW)
+                image = self._horizon.image(after_col)
+                certain, uncertain = self._view.crossing(image, records, (term, q))
+                if uncertain:
+                    m = m | certain
+                    self._settle(after_col, uncertain, m, settle=_SETTLE_THROUGH_VIEW)
+                else:  # decided on the image alone: one array serves every column with that image
+                    m = self._image_term_mask(image, term, q, tsm.inside, certain)
         m.setflags(write=False)
         self._term_masks[key] = m
+        return m
+
+    def _image_term_mask(self, image: int, term: int, q: int, inside: np.ndarray, certain: np.ndarray) -> np.ndarray:
+        key = (image, term, q)
+        m = self._image_term_masks.get(key)
+        if m is None:
+            m = inside | certain
+            m.setflags(write=False)
+            self._image_term_masks[key] = m
         return m
 
     def _cross_through_view(self, column: int, records: np.ndarray, records_id: Any, out: np.ndarray,
@@ -395,6 +410,10 @@ class _Masker:
         when ``settle`` (the column after a pop is often one seen before, at the same depth)."""
         certain, uncertain = self._view.crossing(self._horizon.image(column), records, records_id)
         np.bitwise_or(out, certain, out=out)
+        self._settle(column, uncertain, out, settle)
+
+    def _settle(self, column: int, uncertain: list, out: np.ndarray, settle: bool) -> None:
+        """OR into ``out`` the records an image left ``uncertain``, read from real ``column``."""
         visited: dict = {}
         A = self.A
         for path, rest in uncertain:
@@ -575,7 +594,7 @@ class _Masker:
         elif len(parts) == 1:
             m = parts[0]
         else:
-            m = np.bitwise_or.reduce(np.stack(parts), axis=0) if len(parts) > 8 else _or_all(parts)
+            m = _or_all(parts)  # in place: stacking them first allocated (and faulted in) a fresh block each time
         m.setflags(write=False)
         self._state_masks[sid] = m
         return m
