@@ -246,18 +246,16 @@ class _Masker:
                             walk_crossing_keys(self.vocab, terms[v], deeper)
 
     def precompute_images(self, states: list[tuple[int, int]]) -> None:
-        """The crossing sets of these terminal states on every column image reached from the first
-        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` images).
+        """The crossing sets of these terminal states on the column images reached from the first
+        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` columns).
 
         A state's crossing tokens are read from the image of the column after its terminal
         (``_term_mask``), and images repeat across sentences (the image after ``(`` is the same
-        at any depth). Computing an image's first visit costs a millisecond or more at 128k
-        tokens; here it happens once per grammar. Reads that pop past an image need the real
-        column, so the walk does not follow them: images reached only after a pop are
-        computed when first met.
+        at any depth). An image's first visit costs a millisecond or more at 128k tokens; here
+        it happens once per grammar. The walk follows reads that pop one level past an image;
+        images only reached after deeper pops are computed when first met.
         """
-        A, view, horizon = self.A, self._view, self._horizon
-        nt = A.n_terminals
+        A, horizon = self.A, self._horizon
         crossing: dict[int, list[tuple[int, np.ndarray]]] = {}
         for t, q in states:
             tsm = terminal_state_masks(self.vocab, A.ir.terminals[t], q)
@@ -266,39 +264,44 @@ class _Masker:
         together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
         first = horizon.image(A.parser.initial)
         seen, queue = {first}, deque([first])
-        budget = _EAGER_IMAGE_CROSSINGS
-        while queue and budget > 0:
-            image = queue.popleft()
-            roles = view.A.roles_at(image)
-            nexts = []
-            for role in roles:
-                try:
-                    after = view.A.after(image, role)
-                except Truncated:
-                    continue
-                if after < 0:
-                    continue
-                image_after = horizon.shallow(after)  # what image() makes of the real column there
-                for q, records in crossing.get(role % nt, ()):
-                    _, undecided = view.crossing(image_after, records, (role % nt, q))
-                    budget -= 1
-                    if _EAGER_SETTLES:
-                        self._precompute_settles(after, undecided)
-                nexts.append(after)
-            # text that ends several terminals at once leads to the union of the columns after them
-            for group in _role_groups(roles, nt, together):
-                try:
-                    afters = frozenset(view.A.after(image, r) for r in group) - {DEAD}
-                except Truncated:
-                    continue
-                if len(afters) > 1:
-                    nexts.append(view.A.parser.union(afters))
-            # the walk goes on from the columns themselves, which the view keeps one link deeper
-            # than images: so it also follows reads that pop one level (the image after a ``)``)
-            for after in nexts:
+        budget = [_EAGER_IMAGE_CROSSINGS]
+        while queue and budget[0] > 0:
+            # the walk goes on from the view's columns themselves, which it keeps one origin link
+            # deeper than images: so it also follows reads that pop one level (after a ``)``)
+            for after in self._image_walk_step(queue.popleft(), crossing, together, budget):
                 if after not in seen and len(seen) < _EAGER_IMAGES:
                     seen.add(after)
                     queue.append(after)
+
+    def _image_walk_step(self, column: int, crossing: dict, together: list, budget: list) -> list[int]:
+        """One step of ``precompute_images`` from view ``column``: the crossing sets on the image
+        after each terminal that may start there; returns the view columns after them."""
+        view, nt = self._view.A, self.A.n_terminals
+        roles = view.roles_at(column)
+        nexts = []
+        for role in roles:
+            try:
+                after = view.after(column, role)
+            except Truncated:
+                continue
+            if after < 0:
+                continue
+            image = self._horizon.shallow(after)  # what image() makes of the real column there
+            for q, records in crossing.get(role % nt, ()):
+                _, undecided = self._view.crossing(image, records, (role % nt, q))
+                budget[0] -= 1
+                if _EAGER_SETTLES:
+                    self._precompute_settles(after, undecided)
+            nexts.append(after)
+        # text that ends several terminals at once leads to the union of the columns after them
+        for group in _role_groups(roles, nt, together):
+            try:
+                afters = frozenset(view.after(column, r) for r in group) - {DEAD}
+            except Truncated:
+                continue
+            if len(afters) > 1:
+                nexts.append(view.parser.union(afters))
+        return nexts
 
     def _precompute_settles(self, column: int, undecided: list) -> None:
         """What ``_cross_through_view`` settles through images, for records left ``undecided`` on
@@ -394,6 +397,7 @@ class _Masker:
         return m
 
     def _image_term_mask(self, image: int, term: int, q: int, inside: np.ndarray, certain: np.ndarray) -> np.ndarray:
+        """The mask of state q of ``term`` before a column whose ``image`` decides every crossing token."""
         key = (image, term, q)
         m = self._image_term_masks.get(key)
         if m is None:
