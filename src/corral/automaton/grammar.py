@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ _EAGER_IMAGES = 256  # columns walked forward from the first one at compile time
 _EAGER_SETTLES = True  # ... and the settles through images of what those leave undecided, where the view knows the column
 _EAGER_UNIONS = True  # ... and the unions of columns after terminals that accept the same text
 _EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets on them
+_EAGER_IMAGE_SECONDS = 0.25  # ... for at most this long (big grammars: Go's took 0.5 s more without it)
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
@@ -247,7 +249,8 @@ class _Masker:
 
     def precompute_images(self, states: list[tuple[int, int]]) -> None:
         """The crossing sets of these terminal states on the column images reached from the first
-        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` columns).
+        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` columns, for at most
+        ``_EAGER_IMAGE_SECONDS``: what it leaves is computed when first met, as without it).
 
         A state's crossing tokens are read from the image of the column after its terminal
         (``_term_mask``), and images repeat across sentences (the image after ``(`` is the same
@@ -265,7 +268,8 @@ class _Masker:
         first = horizon.image(A.parser.initial)
         seen, queue = {first}, deque([first])
         budget = [_EAGER_IMAGE_CROSSINGS]
-        while queue and budget[0] > 0:
+        deadline = time.perf_counter() + _EAGER_IMAGE_SECONDS
+        while queue and budget[0] > 0 and time.perf_counter() < deadline:
             # the walk goes on from the view's columns themselves, which it keeps one origin link
             # deeper than images: so it also follows reads that pop one level (after a ``)``)
             for after in self._image_walk_step(queue.popleft(), crossing, together, budget):
