@@ -370,3 +370,36 @@ def test_tokens_crossing_into_the_next_block_of_a_long_string(vocab):
         walk = g.automaton.walk  # byte by byte from the prefix's state: no trie, no crossing records
         want = {i for i, tb in enumerate(vocab.token_bytes) if tb and walk(m.state, tb) >= 0}
         assert got == want, f"{n} characters in: {sorted(got ^ want)[:10]}"
+
+
+def test_mask_caches_stay_bounded_and_recompute_what_they_forget(vocab, monkeypatch):
+    """Masks per real state and column grow with every new sequence; past their bound the
+    oldest are dropped. A walk over more states than the bound keeps the caches within it, and
+    walking the same text again (recomputing what was dropped) gives the same masks."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    monkeypatch.setattr(G, "_MASK_CACHE_BYTES", 1)  # the floor: 64 entries
+    text = (Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text()
+    g = Grammar.from_lark(text, vocab)
+    sentence = " + ".join(f"f{i}(x{i}, (y{i} - {i}) * z{i})" for i in range(12))
+    ids = vocab_ids(vocab, sentence)
+
+    def walk() -> list[np.ndarray]:
+        m, seen = g.matcher(), []
+        for tid in ids:
+            seen.append(m.next_token_mask().copy())
+            assert m.consume_token(tid)
+        return seen
+
+    first = walk()
+    masker = g._masker
+    assert len(set(masker._state_masks)) <= 64 < len(ids)
+    assert len(masker._term_masks) <= 64
+    second = walk()
+    assert all(np.array_equal(a, b) for a, b in zip(first, second))
+    fresh = Grammar.from_lark(text, vocab)  # nothing dropped yet
+    m = fresh.matcher()
+    for tid, mask in zip(ids, first):
+        assert np.array_equal(m.next_token_mask(), mask)
+        m.consume_token(tid)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections import deque
@@ -42,6 +43,7 @@ _EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets o
 _EAGER_IMAGE_SECONDS = 0.25  # ... for at most this long (big grammars: Go's took 0.5 s more without it)
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
+_MASK_CACHE_BYTES = 256 << 20  # each per-state (and per-column) mask cache keeps about this much (16,000 masks at 128k tokens)
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -189,9 +191,11 @@ class _Masker:
         for e in vocab.eos_ids:
             self._eos_mask[e >> 5] |= np.uint32(1 << (e & 31))
         self._eos_mask.setflags(write=False)
-        self._state_masks: dict[int, np.ndarray] = {}
-        self._state_tensors: dict[int, torch.Tensor] = {}
-        self._term_masks: dict[tuple[int, int, int], np.ndarray] = {}
+        # per real state and column: these grow with every new sequence, so the oldest are dropped
+        limit = max(64, _MASK_CACHE_BYTES // (4 * self.n_words))
+        self._state_masks: dict[int, np.ndarray] = _BoundedCache(limit)
+        self._state_tensors: dict[int, torch.Tensor] = _BoundedCache(limit)
+        self._term_masks: dict[tuple[int, int, int], np.ndarray] = _BoundedCache(limit)
         self._image_term_masks: dict[tuple[int, int, int], np.ndarray] = {}
         self._crossings: dict[tuple[int, Any], tuple[np.ndarray, list]] = {}
         self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
@@ -614,6 +618,23 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
+
+
+class _BoundedCache(dict):
+    """A dict that forgets its oldest eighth once it holds more than ``limit`` entries: what it
+    forgets is computed again when asked for. Reads are plain dict reads."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+        self._lock = threading.Lock()
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        super().__setitem__(key, value)
+        if len(self) > self.limit:
+            with self._lock:
+                for old in list(itertools.islice(iter(self), len(self) - self.limit + self.limit // 8)):
+                    self.pop(old, None)
 
 
 def _role_groups(roles: tuple[int, ...], n_terminals: int, together: list[frozenset]) -> list[tuple[int, ...]]:
