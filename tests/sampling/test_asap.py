@@ -89,3 +89,19 @@ def test_length_limit_and_dead_ends_are_recorded():
     with pytest.raises(RuntimeError):
         ASApSampler(lm, None, g, prompt, seed=1, max_new_tokens=4).sample_one()
     assert math.isfinite(a.estimate_pl)
+
+
+def test_max_new_tokens_counts_eos_in_every_sampler():
+    """Every sentence of the GAD language is five tokens and EOS. With max_new_tokens=6 each
+    sampler finds them; with 5 none does: ASAp raises, AWRS stops at the limit, SMC's
+    normalising-constant estimate is 0. (ASAp used to allow EOS past the limit.)"""
+    from corral.sampling import AWRSSampler, smc
+
+    lm, g, prompt = gad_problem()
+    assert len(ASApSampler(lm, None, g, prompt, seed=0, max_new_tokens=6).sample_one().token_ids) == 6
+    assert AWRSSampler(lm, g, prompt, seed=0, max_new_tokens=6).sample_one().complete
+    assert smc(lm, None, g, prompt, n_particles=4, seed=0, max_new_tokens=6).log_z > -math.inf
+    with pytest.raises(RuntimeError, match="max_new_tokens"):
+        ASApSampler(lm, None, g, prompt, seed=0, max_new_tokens=5).sample_one()
+    assert AWRSSampler(lm, g, prompt, seed=0, max_new_tokens=5).sample_one().finish_reason == "max_new_tokens"
+    assert smc(lm, None, g, prompt, n_particles=4, seed=0, max_new_tokens=5).log_z == -math.inf

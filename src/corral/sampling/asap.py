@@ -14,8 +14,8 @@ disallowed one as 0.  Each sample draws ``t`` with probability ``P(t|u) EFG~(ut)
 bottom-up.  As exploration proceeds the estimates decrease to the true EFG and the sampling
 distribution converges to ``P(x | x in L)``; ``EFG~(root)`` is an upper bound on ``P(L)``.
 
-Sequences longer than ``max_new_tokens`` are treated as ungrammatical, so the target is the
-conditional on ``L`` restricted to that length.
+Sequences longer than ``max_new_tokens`` (EOS included, as in ``generate`` and the other samplers)
+are treated as ungrammatical, so the target is the conditional on ``L`` restricted to that length.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from .lm import PrefixLM, as_prompt_ids
 
 __all__ = ["ASApSampler"]
 
-_FORMAT = "corral-asap-trie-v1"
+_FORMAT = "corral-asap-trie-v2"  # v2: EOS counts towards max_new_tokens
 
 
 class _Node:
@@ -97,7 +97,7 @@ class ASApSampler:
 
     def _expand(self, node: _Node, path: list[int], m: Any) -> None:
         ids = allowed_ids(m)
-        if len(path) >= self.max_new_tokens:
+        if len(path) + 1 >= self.max_new_tokens:  # the last token allowed must be EOS (it counts, as in generate)
             ids = np.array([t for t in ids.tolist() if t in self.eos], dtype=np.int64)
         if len(ids) == 0:
             node.ids, node.p, node.efg = ids, np.zeros(0), 0.0
