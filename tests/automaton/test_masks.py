@@ -268,8 +268,8 @@ def test_crossing_sets_are_walked_at_compile_time(vocab, monkeypatch):
     M.clear_cache()
 
 
-def _image_crossings_computed_after_compiling(g, text: str, settles: bool = False) -> tuple[int, int]:
-    """Walk ``text`` token by token, computing masks: (crossing sets of column images that
+def _image_crossings_computed_after_compiling(g, ids: list[int], settles: bool = False) -> tuple[int, int]:
+    """Walk token ``ids`` one by one, computing masks: (crossing sets of column images that
     ``_term_mask`` read and compiling had not computed, all those it read), distinct ones.
     With ``settles``, the sets read when settling through images instead."""
     view = g._masker._view
@@ -285,25 +285,14 @@ def _image_crossings_computed_after_compiling(g, text: str, settles: bool = Fals
 
     view.crossing = crossing
     m = g.matcher()
-    for tid in vocab_ids(g.vocab, text):
+    for tid in ids:
         m.next_token_mask()
         assert m.consume_token(tid)
     m.next_token_mask()
     return len(read - at_compile), len(read)
 
 
-def vocab_ids(vocab, text: str) -> list[int]:
-    """Greedy longest-match token ids of ``text`` (any split is a valid input to a matcher)."""
-    by_bytes = {b: i for i, b in enumerate(vocab.token_bytes) if b}
-    data, ids, i = text.encode(), [], 0
-    while i < len(data):
-        n = max(k for k in range(1, min(16, len(data) - i) + 1) if data[i : i + k] in by_bytes)
-        ids.append(by_bytes[data[i : i + n]])
-        i += n
-    return ids
-
-
-def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab, monkeypatch):
+def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab, smollm_tokenizer, monkeypatch):
     """Compiling walks column images forward from the first column, following reads that pop
     one level, and computes the crossing sets of every terminal state on each. A sentence
     then finds nearly all the crossing sets it reads already there (those it does not are
@@ -313,12 +302,12 @@ def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab
     from corral.automaton import grammar as G
 
     text = (Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text()
-    sentence = "(x1 + 2) * f(y, 3.5) / (4 - z) ^ 2 + g(-x)"
-    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence)
+    ids = smollm_tokenizer.encode("(x1 + 2) * f(y, 3.5) / (4 - z) ^ 2 + g(-x)", add_special_tokens=False)
+    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids)
     assert read >= 20 and new <= read // 10, (new, read)
     monkeypatch.setattr(G, "_EAGER_IMAGES", 0)
     monkeypatch.setattr(G, "_EAGER_INITIAL", False)
-    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence)
+    new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids)
     assert read >= 20 and new == read
 
 
@@ -326,7 +315,7 @@ def test_column_images_reached_from_the_start_are_computed_at_compile_time(vocab
     ("sql_select", "SELECT DISTINCT a, f(b) FROM t WHERE (x = 1 OR y < 2) AND z IS NOT NULL", "_EAGER_UNIONS", False),
     ("arithmetic", "((a + b) * (c - (d / e))) + f(g(h), i)", "_EAGER_SETTLES", True),
 ])
-def test_image_walk_unions_and_settles(vocab, monkeypatch, grammar, sentence, switch, settles):
+def test_image_walk_unions_and_settles(vocab, smollm_tokenizer, monkeypatch, grammar, sentence, switch, settles):
     """Text such as ``DISTINCT`` or ``a`` ends several terminals at once (a keyword, a name, a
     qualified name): the column after it is the union of the columns after each, which the
     walk reaches through ``co_accepting``. Records that pop one level past an image are
@@ -336,9 +325,10 @@ def test_image_walk_unions_and_settles(vocab, monkeypatch, grammar, sentence, sw
     from corral.automaton import grammar as G
 
     text = (Path(__file__).resolve().parents[2] / "grammars" / f"{grammar}.lark").read_text()
-    with_it, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence, settles)
+    ids = smollm_tokenizer.encode(sentence, add_special_tokens=False)
+    with_it, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, settles)
     monkeypatch.setattr(G, switch, False)
-    without, _ = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), sentence, settles)
+    without, _ = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, settles)
     assert read >= 8 and with_it < without
 
 
@@ -372,7 +362,7 @@ def test_tokens_crossing_into_the_next_block_of_a_long_string(vocab):
         assert got == want, f"{n} characters in: {sorted(got ^ want)[:10]}"
 
 
-def test_mask_caches_stay_bounded_and_recompute_what_they_forget(vocab, monkeypatch):
+def test_mask_caches_stay_bounded_and_recompute_what_they_forget(vocab, smollm_tokenizer, monkeypatch):
     """Masks per real state and column grow with every new sequence; past their bound the
     oldest are dropped. A walk over more states than the bound keeps the caches within it, and
     walking the same text again (recomputing what was dropped) gives the same masks."""
@@ -383,7 +373,7 @@ def test_mask_caches_stay_bounded_and_recompute_what_they_forget(vocab, monkeypa
     text = (Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text()
     g = Grammar.from_lark(text, vocab)
     sentence = " + ".join(f"f{i}(x{i}, (y{i} - {i}) * z{i})" for i in range(12))
-    ids = vocab_ids(vocab, sentence)
+    ids = smollm_tokenizer.encode(sentence, add_special_tokens=False)
 
     def walk() -> list[np.ndarray]:
         m, seen = g.matcher(), []

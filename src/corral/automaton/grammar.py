@@ -35,8 +35,7 @@ _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counte
 _EAGER_CROSSINGS = True  # the states walked at compile time walk their crossing tokens through every terminal that may follow
 _EAGER_CROSS_DEEPER = 256  # ... and the crossing tokens of those walks, when this many, through what may follow
 _EAGER_INITIAL = True  # the first state's mask, at compile time
-_EAGER_IMAGES = 256  # columns walked forward from the first one at compile time, at most (0: none); not for
-# JSON Schema grammars, which are compiled per request (their compile time is the goal there)
+_EAGER_IMAGES = 256  # columns walked forward from the first one at compile time, at most (0: none)
 _EAGER_SETTLES = True  # ... and the settles through images of what those leave undecided, where the view knows the column
 _EAGER_UNIONS = True  # ... and the unions of columns after terminals that accept the same text
 _EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets on them
@@ -74,14 +73,16 @@ class Grammar:
         _automaton: ByteAutomaton | None = None,
     ) -> None:
         self.source_ir = ir
+        # JSON Schema grammars arrive with coarse, shared terminals (merging them would trade
+        # shared per-terminal masks for large grammar-specific DFAs), and are compiled per
+        # request (their compile time is a goal of its own, so no image walk)
+        from_schema = ir.source == "json_schema"
         try:
             if _automaton is not None:
                 self.ir = _automaton.ir
             else:
                 if collapse_regular is None:
-                    # JSON Schema grammars arrive with coarse, shared terminals; merging them would
-                    # trade shared per-terminal masks for large grammar-specific DFAs.
-                    collapse_regular = ir.source != "json_schema"
+                    collapse_regular = not from_schema
                 self.ir = regularize(ir) if collapse_regular else ir
             self.automaton = _automaton or ByteAutomaton(self.ir)
         except RecursionError:
@@ -89,7 +90,7 @@ class Grammar:
         self.vocab = _as_vocab(vocab)
         self._masker = None
         if self.vocab is not None:
-            self._masker = _Masker(self.automaton, self.vocab, images=ir.source != "json_schema")
+            self._masker = _Masker(self.automaton, self.vocab, images=not from_schema)
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -271,22 +272,26 @@ class _Masker:
         together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
         first = horizon.image(A.parser.initial)
         seen, queue = {first}, deque([first])
-        budget = [_EAGER_IMAGE_CROSSINGS]
+        budget = _EAGER_IMAGE_CROSSINGS
         deadline = time.perf_counter() + _EAGER_IMAGE_SECONDS
-        while queue and budget[0] > 0 and time.perf_counter() < deadline:
+        while queue and budget > 0 and time.perf_counter() < deadline:
+            nexts, computed = self._image_walk_step(queue.popleft(), crossing, together)
+            budget -= computed
             # the walk goes on from the view's columns themselves, which it keeps one origin link
             # deeper than images: so it also follows reads that pop one level (after a ``)``)
-            for after in self._image_walk_step(queue.popleft(), crossing, together, budget):
+            for after in nexts:
                 if after not in seen and len(seen) < _EAGER_IMAGES:
                     seen.add(after)
                     queue.append(after)
 
-    def _image_walk_step(self, column: int, crossing: dict, together: list, budget: list) -> list[int]:
+    def _image_walk_step(self, column: int, crossing: dict, together: list) -> tuple[list[int], int]:
         """One step of ``precompute_images`` from view ``column``: the crossing sets on the image
-        after each terminal that may start there; returns the view columns after them."""
+        after each terminal that may start there; returns the view columns after them and how
+        many crossing sets it computed."""
         view, nt = self._view.A, self.A.n_terminals
         roles = view.roles_at(column)
         nexts = []
+        computed = 0
         for role in roles:
             try:
                 after = view.after(column, role)
@@ -297,7 +302,7 @@ class _Masker:
             image = self._horizon.shallow(after)  # what image() makes of the real column there
             for q, records in crossing.get(role % nt, ()):
                 _, undecided = self._view.crossing(image, records, (role % nt, q))
-                budget[0] -= 1
+                computed += 1
                 if _EAGER_SETTLES:
                     self._precompute_settles(after, undecided)
             nexts.append(after)
@@ -309,7 +314,7 @@ class _Masker:
                 continue
             if len(afters) > 1:
                 nexts.append(view.parser.union(afters))
-        return nexts
+        return nexts, computed
 
     def _precompute_settles(self, column: int, undecided: list) -> None:
         """What ``_cross_through_view`` settles through images, for records left ``undecided`` on
