@@ -382,3 +382,78 @@ def test_long_operator_tokens_against_oracle_with_a_bounded_view(monkeypatch):
             assert m.consume_token(tid)
             prefix += vocab.token_bytes[tid]
     assert g._masker._horizon.parser.n_columns < 40
+
+
+def test_a_grown_automaton_is_renewed_for_new_matchers_while_running_ones_keep_theirs(monkeypatch):
+    """The automaton interns every state a sequence reaches, so a long-lived grammar grows with
+    each new sentence. Past ``_RENEW_STATES`` states, new matchers and text queries start on a
+    fresh automaton; matchers already running keep theirs (their state ids mean nothing on
+    the new one) until they are dropped, and then it is freed. Masks are unchanged by it."""
+    import gc
+    import weakref
+
+    from corral.automaton import grammar as G
+
+    vocab = toy_vocab(b"0123+*() x", max_len=2)
+    reference = Grammar(expr_ir(), vocab)
+    rng = random.Random(5)
+    walks = []  # (tokens, the mask before each token and at the end), from a grammar left alone
+    for _ in range(12):
+        m, tokens, masks = reference.matcher(), [], []
+        for _ in range(rng.randrange(4, 16)):
+            masks.append(mask_ids(m))
+            choices = sorted(masks[-1] - {0})
+            if not choices:
+                break
+            tokens.append(rng.choice(choices))
+            m.consume_token(tokens[-1])
+        masks.append(mask_ids(m))
+        walks.append((tokens, masks))
+
+    monkeypatch.setattr(G, "_RENEW_STATES", 20)
+    g = Grammar(expr_ir(), vocab)
+    tokens0, masks0 = walks[0]
+    half = len(tokens0) // 2
+    running = g.matcher()
+    assert running.consume_tokens(tokens0[:half]) == half
+    first = running.state_key
+    first_automaton = weakref.ref(g.automaton)
+    generations = set()
+    for tokens, masks in walks[1:]:
+        m = g.matcher()
+        generations.add(m.state_key[0])
+        for t, want in zip(tokens, masks):
+            assert mask_ids(m) == want
+            assert m.consume_token(t)
+        assert mask_ids(m) == masks[-1]
+        assert g.automaton.n_states <= 20 + 200  # renewed before growing far past the limit
+    assert len(generations | {first[0]}) > 2  # renewed, more than once
+
+    fork = running.copy()  # a copy stays on the automaton its state ids belong to
+    for m in (running, fork):
+        for k, t in enumerate(tokens0[half:], start=half):
+            assert mask_ids(m) == masks0[k]
+            assert m.consume_token(t)
+        assert mask_ids(m) == masks0[-1]
+        m.rollback(len(tokens0) - half)
+        assert m.state_key == first
+    fresh = g.matcher()
+    assert fresh.state == Grammar(expr_ir(), vocab).matcher().state and fresh.state_key != first
+    assert g.accepts(b"(1+2) * 3") and not g.accepts(b"(1+")
+
+    del running, fork, m
+    gc.collect()
+    assert first_automaton() is None  # the last matcher on it is gone, so is the old automaton
+
+
+def test_a_text_only_grammar_renews_its_automaton_too(monkeypatch):
+    from corral.automaton import grammar as G
+
+    monkeypatch.setattr(G, "_RENEW_STATES", 30)
+    g = Grammar(expr_ir())
+    first = g.automaton
+    for seed in range(40):
+        sentence = random_sentence(g.ir, seed)
+        assert g.accepts(sentence)
+        assert not g.accepts(sentence + b"+")
+    assert g.automaton is not first

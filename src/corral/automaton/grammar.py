@@ -25,6 +25,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
 
 TERMINATED = -2
+_GENERATIONS = itertools.count()  # tells apart the automata a grammar renews (Matcher.state_key)
 _EXACT_WALK_TOKENS = 256  # up to this many crossing tokens, a byte walk may beat per-terminal trie walks:
 _EXACT_TOKENS_PER_ROLE = 16  # it does when they are fewer than this many per terminal that may come next
 _EAGER_STATE_LIMIT = 256  # grammars with at most this many terminal states walk them all at compile time
@@ -43,6 +44,7 @@ _EAGER_IMAGE_SECONDS = 0.25  # ... for at most this long (big grammars: Go's too
 _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the image of the column they reach first
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
 _MASK_CACHE_BYTES = 256 << 20  # each per-state (and per-column) mask cache keeps about this much (16,000 masks at 128k tokens)
+_RENEW_STATES = 100_000  # an automaton past this many states (2-3 KB each with its columns) starts afresh for new matchers
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -62,6 +64,8 @@ class Grammar:
 
     Immutable from the outside and safe to share across threads and matchers;
     its caches fill as matchers explore it. Build one with a ``from_*`` constructor.
+    In a long-lived process the automaton grows with every new sentence; past
+    ``_RENEW_STATES`` states, new matchers start on a fresh one (``_renewed``).
     """
 
     def __init__(
@@ -88,9 +92,11 @@ class Grammar:
         except RecursionError:
             raise CompileLimitError("grammar nesting too deep to compile (Python recursion limit)") from None
         self.vocab = _as_vocab(vocab)
+        self._images = not from_schema
+        self._renew_lock = threading.Lock()
         self._masker = None
         if self.vocab is not None:
-            self._masker = _Masker(self.automaton, self.vocab, images=not from_schema)
+            self._masker = _Masker(self.automaton, self.vocab, images=self._images)
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -129,9 +135,29 @@ class Grammar:
         """The same language with masks for another tokenizer (the byte automaton is shared)."""
         return Grammar(self.ir, tokenizer_or_vocab, _automaton=self.automaton)
 
+    def _renewed(self) -> None:
+        """Start a fresh automaton (and masker) once the current one has grown past
+        ``_RENEW_STATES`` states.
+
+        The automaton interns every state any sequence reaches, so in a long-lived process it
+        grows with every new sentence. Matchers keep the automaton they started on (their state
+        ids mean something there only), so it is freed when the last of them goes; new
+        matchers and text queries use the fresh one. Compile-time work is done again.
+        """
+        if self.automaton.n_states <= _RENEW_STATES:
+            return
+        with self._renew_lock:
+            if self.automaton.n_states <= _RENEW_STATES:
+                return  # another thread renewed it
+            automaton = ByteAutomaton(self.ir)
+            masker = None if self.vocab is None else _Masker(automaton, self.vocab, images=self._images)
+            self._masker = masker
+            self.automaton = automaton
+
     # -- text-level queries ---------------------------------------------------------
     def _walk(self, text: str | bytes) -> tuple[int, int]:
         data = text.encode("utf-8") if isinstance(text, str) else bytes(text)
+        self._renewed()
         a = self.automaton
         sid = a.initial
         for i, b in enumerate(data):
@@ -171,7 +197,9 @@ class Grammar:
         """A fresh matcher at the start of a sentence (needs a vocabulary)."""
         if self._masker is None:
             raise CorralError("this grammar has no vocabulary: build it with a tokenizer, or use with_vocabulary()")
-        return Matcher(self, [self.automaton.initial])
+        self._renewed()
+        masker = self._masker
+        return Matcher(self, [masker.A.initial], masker)
 
     def precompute(self) -> None:
         """Compute the inside/cross masks of every terminal state now (done lazily otherwise)."""
@@ -185,6 +213,7 @@ class _Masker:
     def __init__(self, automaton: ByteAutomaton, vocab: "Vocabulary", horizon: int | None = _HORIZON,
                  eager: bool = True, images: bool = True) -> None:
         self.A = automaton
+        self.generation = next(_GENERATIONS)
         self.vocab = vocab
         self.n_words = vocab.n_words
         self.eos = frozenset(vocab.eos_ids)
@@ -718,16 +747,23 @@ class Matcher:
 
     __slots__ = ("grammar", "_m", "_hist", "_host")
 
-    def __init__(self, grammar: Grammar, history: list[int]) -> None:
+    def __init__(self, grammar: Grammar, history: list[int], masker: "_Masker") -> None:
         self.grammar = grammar
-        self._m = grammar._masker
+        self._m = masker  # and its automaton: the state ids in history are theirs
         self._hist = history
         self._host: tuple | None = None
 
     @property
     def state(self) -> int:
-        """The interned automaton state id (equal ids mean equal futures)."""
+        """The interned automaton state id: equal ids mean equal futures among matchers that
+        started on the same automaton (see ``state_key``)."""
         return self._hist[-1]
+
+    @property
+    def state_key(self) -> tuple[int, int]:
+        """A hashable key of the state: equal keys mean equal futures, for any two matchers of
+        the grammar (a grammar renews its automaton once it grows large, see ``Grammar``)."""
+        return (self._m.generation, self._hist[-1])
 
     @property
     def num_tokens(self) -> int:
@@ -738,7 +774,7 @@ class Matcher:
 
     def is_accepting(self) -> bool:
         s = self._hist[-1]
-        return s != TERMINATED and self.grammar.automaton.is_accepting(s)
+        return s != TERMINATED and self._m.A.is_accepting(s)
 
     def next_token_mask(self) -> np.ndarray:
         """The packed mask (uint32 words, bit i%32 of word i//32); read-only, shared."""
@@ -777,7 +813,7 @@ class Matcher:
         if s == TERMINATED:
             return False
         if tid in self._m.eos:
-            return self.grammar.automaton.is_accepting(s)
+            return self._m.A.is_accepting(s)
         return self._m.token_step(s, tid) >= 0
 
     def consume_token(self, tid: int) -> bool:
@@ -787,7 +823,7 @@ class Matcher:
             return False
         tid = int(tid)
         if tid in self._m.eos:
-            if self.grammar.automaton.is_accepting(s):
+            if self._m.A.is_accepting(s):
                 self._hist.append(TERMINATED)
                 return True
             return False
@@ -809,7 +845,7 @@ class Matcher:
         s = self._hist[-1]
         if s == TERMINATED:
             return False
-        nxt = self.grammar.automaton.walk(s, data)
+        nxt = self._m.A.walk(s, data)
         if nxt < 0:
             return False
         self._hist.append(nxt)
@@ -827,7 +863,7 @@ class Matcher:
 
     def copy(self) -> "Matcher":
         """An independent matcher in the same state (shares the grammar's caches)."""
-        return Matcher(self.grammar, list(self._hist))
+        return Matcher(self.grammar, list(self._hist), self._m)
 
     fork = copy
 
@@ -836,7 +872,7 @@ class Matcher:
         s = self._hist[-1]
         if s == TERMINATED:
             return b""
-        a = self.grammar.automaton
+        a = self._m.A
         out = bytearray()
         while len(out) < limit and not a.is_accepting(s):
             live = a.live_bytes(s)

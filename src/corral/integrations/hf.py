@@ -387,7 +387,7 @@ class LogitsProcessor(_HFLogitsProcessor):  # type: ignore[misc,valid-type]
                 keys.append(None)
             else:
                 t.matcher.fill_next_token_bitmask(bm, r)
-                keys.append((self._grammar_ids[self._grammar_index(r, rows)], t.matcher.state))
+                keys.append((self._grammar_ids[self._grammar_index(r, rows)], t.matcher.state_key))
         self.dead_rows = dead
         self._row_keys = keys
         if dead:
