@@ -3,6 +3,7 @@
     python -m benchmarks.bench_masks                   # all grammars, 20 sentences each, peers when importable
     python -m benchmarks.bench_masks --quick           # 2 shipped grammars, 3 sentences, 1 compile rep
     python -m benchmarks.bench_masks --grammars json,c --sentences 50 --no-peers
+    python -m benchmarks.bench_masks --grammars json,arithmetic,sql_select,csv,config --sentences-from samples
 
 Method (issue 2):
 - Tokenizer: Llama-3 (128,256 ids); every engine gets the same mask width and the same EOS ids.
@@ -14,6 +15,10 @@ Method (issue 2):
   The translation is not timed. A grammar an engine cannot read shows "-".
 - Sentences: ``corral.testing.random_sentence(grammar.ir, seed)`` for seeds 0, 1, ... (empty
   ones and ones over --max-tokens tokens are skipped), tokenized with ``add_special_tokens=False``.
+  With ``--sentences-from samples``: the hand-written texts of ``benchmarks/samples/<grammar>.txt``
+  instead (queries, expressions, documents of the kind a model writes; fixed files, written
+  before they were ever measured). Random derivations nest deeply and are mostly new states;
+  written text is shallower and repeats more.
   Every engine must accept every sentence (token by token, then EOS); a sentence any engine rejects
   is dropped for all and counted per engine.
 - Timed: for each token of each sentence, and once more before EOS, the engine's fill-bitmask call
@@ -191,6 +196,30 @@ def source_for(engine: C.Engine, g: dict[str, Any]) -> tuple[str, str]:
 # measurement
 
 
+SAMPLES_DIR = Path(__file__).resolve().parent / "samples"
+
+
+def sample_sentences(tok: Any, vocab: Any, name: str, n: int) -> tuple[list[dict], dict[str, int]]:
+    """The first ``n`` hand-written sentences of ``samples/<name>.txt`` (separated by ``%%``
+    lines): text of the kind a model writes for that grammar, as opposed to random
+    derivations. Each must round-trip through the tokenizer."""
+    path = SAMPLES_DIR / f"{name}.txt"
+    stats = {"generated": 0, "no_roundtrip": 0, "no_samples": 0}
+    if not path.is_file():
+        stats["no_samples"] = 1
+        return [], stats
+    out = []
+    for i, text in enumerate(path.read_text().split("\n%%\n")[:n]):
+        text = text.strip("\n")
+        stats["generated"] += 1
+        ids = tok(text, add_special_tokens=False)["input_ids"]
+        if vocab.decode_bytes(ids) != text.encode("utf-8"):
+            stats["no_roundtrip"] += 1
+            continue
+        out.append({"seed": i, "text": text, "ids": [int(t) for t in ids]})
+    return out, stats
+
+
 def make_sentences(tok: Any, vocab: Any, ir: Any, n: int, max_tokens: int) -> tuple[list[dict], dict[str, int]]:
     from corral.testing import random_sentence
 
@@ -302,7 +331,10 @@ def bench_grammar(g: dict[str, Any], engines: list[C.Engine], args: argparse.Nam
         res["skipped"] = "corral did not compile this grammar"
         return res
     ir = corral.grammar.ir
-    sents, sstats = make_sentences(tok, corral.vocab, ir, args.sentences, args.max_tokens)
+    if args.sentences_from == "samples":
+        sents, sstats = sample_sentences(tok, corral.vocab, g["name"], args.sentences)
+    else:
+        sents, sstats = make_sentences(tok, corral.vocab, ir, args.sentences, args.max_tokens)
     res["sentence_stats"] = sstats
     rejected: dict[str, list] = {}
     kept = []
@@ -346,7 +378,8 @@ def report(results: list[dict], engines: list[C.Engine], args: argparse.Namespac
     names = [e.name for e in engines]
     peers = [n for n in names if n != "corral"]
     lines = []
-    lines.append(f"## Mask latency per token (µs), Llama-3 tokenizer ({args.vocab_size:,} ids), teacher-forced\n")
+    source = "hand-written samples" if getattr(args, "sentences_from", "random") == "samples" else "random derivations"
+    lines.append(f"## Mask latency per token (µs), Llama-3 tokenizer ({args.vocab_size:,} ids), teacher-forced on {source}\n")
     hdr = ["grammar", "sentences", "tokens", "engine", "compile ms", "p50", "p90", "p99", "max", "p99 corral/peer"]
     rows = []
     for r in results:
@@ -448,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--grammars", default=None, help="comma-separated names (file stems), default all")
     ap.add_argument("--sentences", type=int, default=None, help="sentences per grammar (default 20, quick 3)")
     ap.add_argument("--max-tokens", type=int, default=1024, help="skip sample sentences longer than this")
+    ap.add_argument("--sentences-from", default="random", choices=["random", "samples"],
+                    help="random derivations of each grammar (default), or the hand-written texts in "
+                         "benchmarks/samples/<grammar>.txt (shipped grammars only)")
     ap.add_argument("--compile-reps", type=int, default=None, help="cold compiles per grammar, median reported (default 3, quick 1)")
     ap.add_argument("--peers", dest="peers", action="store_true", default=True)
     ap.add_argument("--no-peers", dest="peers", action="store_false")

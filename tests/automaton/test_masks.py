@@ -329,7 +329,7 @@ def test_image_walk_unions_and_settles(vocab, smollm_tokenizer, monkeypatch, gra
     with_it, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, settles)
     monkeypatch.setattr(G, switch, False)
     without, _ = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, settles)
-    assert read >= 8 and with_it < without
+    assert read >= 5 and with_it < without
 
 
 def test_json_schema_grammars_skip_the_image_walk(vocab, monkeypatch):
@@ -393,3 +393,38 @@ def test_mask_caches_stay_bounded_and_recompute_what_they_forget(vocab, smollm_t
     for tid, mask in zip(ids, first):
         assert np.array_equal(m.next_token_mask(), mask)
         m.consume_token(tid)
+
+
+@pytest.mark.parametrize("prefix, depth", [("price * ", 0), ("f(a) - ", 0), ("(x + ", 1), ("((x + ", 2)])
+def test_images_keep_the_first_column_so_pops_to_it_are_decided(vocab, smollm_tokenizer, prefix, depth):
+    """Nothing lies below the first column, so an image keeps it as it is instead of making it
+    opaque. At the top level of an expression, a token such as `` x)`` (a name, then a ``)``
+    that would pop past the image) is then refused on the image itself: no record is left
+    for the real column. Inside parentheses the image stops one origin link down, as before,
+    and such tokens are settled on the real column. The masks equal the oracle's either way."""
+    from corral import Grammar
+
+    text = (Path(__file__).resolve().parents[2] / "grammars" / "arithmetic.lark").read_text()
+    g = Grammar.from_lark(text, vocab)
+    m = g.matcher()
+    assert m.consume_tokens(smollm_tokenizer.encode(prefix, add_special_tokens=False)) >= 1
+    view = g._masker._view
+    left: list[int] = []
+    real_crossing = view.crossing
+
+    def crossing(column, records, records_id):
+        certain, uncertain = real_crossing(column, records, records_id)
+        left.extend(len(rest) for _, rest in uncertain)
+        return certain, uncertain
+
+    view.crossing = crossing
+    allowed = set(m.allowed_token_ids().tolist())
+    if depth == 0:
+        assert sum(left) == 0
+    else:
+        assert sum(left) >= 50  # `` x)`` and the like depend on what lies below
+    pre = prefix.encode()
+    for tid in range(len(vocab.token_bytes)):
+        tb = vocab.token_bytes[tid]
+        if tb and tb.startswith(b" ") and tb[1:].rstrip(b")").isalpha() and tb.endswith(b")"):
+            assert (tid in allowed) == g.is_viable_prefix(pre + tb), tb

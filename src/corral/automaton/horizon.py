@@ -52,7 +52,7 @@ class Horizon:
             self.parser.add_opaque_column(False, opaque),
             self.parser.add_opaque_column(True, opaque),
         )
-        self._images: list[dict[int, int]] = [{} for _ in range(depth + 1)]
+        self._images: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._cuts: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._lock = threading.Lock()
         if _CUT_REACHED:
@@ -70,6 +70,13 @@ class Horizon:
             out = self.parser._intern(kernel, self.parser.predicted_part(predicted))
         memo[cid] = out
         return out
+
+    def view(self, cid: int) -> int:
+        """Real column ``cid`` as this horizon's own parser keeps the columns it reaches (cut
+        ``_CUT_EXTRA`` origin links deeper than an image): reading a terminal there and taking
+        ``shallow`` of the result gives the image of the real column after that terminal,
+        unless the read pops deeper (``Truncated``)."""
+        return self.image(cid, self.depth + _CUT_EXTRA)
 
     def shallow(self, cid: int) -> int:
         """Column ``cid`` of this horizon's own parser, cut one origin link deep."""
@@ -105,6 +112,10 @@ class Horizon:
         if d > 1:
             kernel = [(r, dot, deeper(o, d - 1)) for r, dot, o in col.kernel]
         else:
+            # the first column has no origins of its own (nothing lies below it): it is kept
+            # as it is, so a computation at the bottom of the stack never reads past the cut
             opaque = self._opaque
-            kernel = [(r, dot, opaque[source._starts_here(o)]) for r, dot, o in col.kernel]
+            columns = source._columns
+            kernel = [(r, dot, deeper(o, 1) if not columns[o].kernel else opaque[source._starts_here(o)])
+                      for r, dot, o in col.kernel]
         return kernel, col.predicted
