@@ -36,8 +36,8 @@ _EAGER_RUN_STEPS = 64  # ... and this many states along each run of broad counte
 _EAGER_CROSSINGS = True  # the states walked at compile time walk their crossing tokens through every terminal that may follow
 _EAGER_CROSS_DEEPER = 256  # ... and the crossing tokens of those walks, when this many, through what may follow
 _EAGER_INITIAL = True  # the first state's mask, at compile time
-_EAGER_IMAGES = 256  # columns walked forward from the first one at compile time, at most (0: none)
-_EAGER_SETTLES = True  # ... and the settles through images of what those leave undecided, where the view knows the column
+_EAGER_IMAGES = 256  # column images reached from the first column at compile time, at most (0: none)
+_EAGER_SETTLES = True  # ... and the settles through images of what their crossing sets leave undecided
 _EAGER_UNIONS = True  # ... and the unions of columns after terminals that accept the same text
 _EAGER_IMAGE_CROSSINGS = 4096  # ... computing at most this many crossing sets on them
 _EAGER_IMAGE_SECONDS = 0.25  # ... for at most this long (big grammars: Go's took 0.5 s more without it)
@@ -282,82 +282,65 @@ class _Masker:
                             walk_crossing_keys(self.vocab, terms[v], deeper)
 
     def precompute_images(self, states: list[tuple[int, int]]) -> None:
-        """The crossing sets of these terminal states on the column images reached from the first
-        column by reading terminals, breadth first (at most ``_EAGER_IMAGES`` columns, for at most
-        ``_EAGER_IMAGE_SECONDS``: what it leaves is computed when first met, as without it).
+        """The crossing sets of these terminal states on the column images that reading terminals
+        from the first column reaches, breadth first, one real column per image (at most
+        ``_EAGER_IMAGES`` images, for at most ``_EAGER_IMAGE_SECONDS``: what it leaves is
+        computed when first met, as without it).
 
         A state's crossing tokens are read from the image of the column after its terminal
         (``_term_mask``), and images repeat across sentences (the image after ``(`` is the same
         at any depth). An image's first visit costs a millisecond or more at 128k tokens; here
-        it happens once per grammar. The walk follows reads that pop one level past an image;
-        images only reached after deeper pops are computed when first met.
+        it happens once per grammar. The walk reads real columns, so a read that pops several
+        levels (a name that ends a list item in SQL) leads where it leads in a sentence. The
+        records an image leaves undecided are settled through the image of the column their
+        pops lead to, as ``_settle`` does. Where text ends several terminals at once (``distinct``
+        as a keyword and as a name: ``dfa.co_accepting``), the walk also goes on from the union
+        of the columns after them, as the lexer does.
         """
-        A, horizon = self.A, self._horizon
+        A, horizon, view = self.A, self._horizon, self._view
         crossing: dict[int, list[tuple[int, np.ndarray]]] = {}
         for t, q in states:
             tsm = terminal_state_masks(self.vocab, A.ir.terminals[t], q)
             if tsm.has_crossing:
                 crossing.setdefault(t, []).append((q, self._records(t, q, tsm)))
         together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
-        first = horizon.image(A.parser.initial)
-        seen, queue = {first}, deque([first])
+        nt = A.n_terminals
+        first = A.parser.initial
+        seen, queue = {horizon.image(first)}, deque([first])
         budget = _EAGER_IMAGE_CROSSINGS
         deadline = time.perf_counter() + _EAGER_IMAGE_SECONDS
         while queue and budget > 0 and time.perf_counter() < deadline:
-            nexts, computed = self._image_walk_step(queue.popleft(), crossing, together)
-            budget -= computed
-            # the walk goes on from the view's columns themselves, which it keeps one origin link
-            # deeper than images: so it also follows reads that pop one level (after a ``)``)
+            column = queue.popleft()
+            roles = A.roles_at(column)
+            nexts = []
+            for role in roles:
+                after = A.after(column, role)
+                if after >= 0:
+                    budget -= self._image_crossings(after, crossing.get(role % nt, ()), role % nt)
+                    nexts.append(after)
+            for group in _role_groups(roles, nt, together):
+                afters = frozenset(A.after(column, r) for r in group) - {DEAD}
+                if len(afters) > 1:
+                    nexts.append(A.parser.union(afters))
             for after in nexts:
-                if after not in seen and len(seen) < _EAGER_IMAGES:
-                    seen.add(after)
+                image = horizon.image(after)
+                if image not in seen and len(seen) < _EAGER_IMAGES:
+                    seen.add(image)
                     queue.append(after)
 
-    def _image_walk_step(self, column: int, crossing: dict, together: list) -> tuple[list[int], int]:
-        """One step of ``precompute_images`` from view ``column``: the crossing sets on the image
-        after each terminal that may start there; returns the view columns after them and how
-        many crossing sets it computed."""
-        view, nt = self._view.A, self.A.n_terminals
-        roles = view.roles_at(column)
-        nexts = []
-        computed = 0
-        for role in roles:
-            try:
-                after = view.after(column, role)
-            except Truncated:
-                continue
-            if after < 0:
-                continue
-            image = self._horizon.shallow(after)  # what image() makes of the real column there
-            for q, records in crossing.get(role % nt, ()):
-                _, undecided = self._view.crossing(image, records, (role % nt, q))
-                computed += 1
-                if _EAGER_SETTLES:
-                    self._precompute_settles(after, undecided)
-            nexts.append(after)
-        # text that ends several terminals at once leads to the union of the columns after them
-        for group in _role_groups(roles, nt, together):
-            try:
-                afters = frozenset(view.after(column, r) for r in group) - {DEAD}
-            except Truncated:
-                continue
-            if len(afters) > 1:
-                nexts.append(view.parser.union(afters))
-        return nexts, computed
-
-    def _precompute_settles(self, column: int, undecided: list) -> None:
-        """What ``_cross_through_view`` settles through images, for records left ``undecided`` on
-        the image of view ``column``: the column one pop away is known there when the pop
-        reads no deeper than the view keeps."""
-        for path, rest in undecided:
-            if not path:
-                continue
-            try:
-                col = _after_path(self._view.A, column, path)
-            except Truncated:
-                continue
-            if col >= 0:
-                self._view.crossing(self._horizon.shallow(col), rest, rest.tobytes())
+    def _image_crossings(self, after: int, states: list[tuple[int, np.ndarray]], term: int) -> int:
+        """What ``_term_mask`` computes on the image of real column ``after`` for these states of
+        ``term`` (and the settles through images of what it leaves undecided, where
+        ``_EAGER_SETTLES``); returns how many crossing sets it asked for."""
+        image = self._horizon.image(after)
+        for q, records in states:
+            _, undecided = self._view.crossing(image, records, (term, q))
+            if _EAGER_SETTLES:
+                for path, rest in undecided:
+                    col = _after_path(self.A, after, path)
+                    if col >= 0 and path:
+                        self._view.crossing(self._horizon.image(col), rest, rest.tobytes())
+        return len(states)
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))

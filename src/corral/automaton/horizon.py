@@ -52,7 +52,7 @@ class Horizon:
             self.parser.add_opaque_column(False, opaque),
             self.parser.add_opaque_column(True, opaque),
         )
-        self._images: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
+        self._images: list[dict[int, int]] = [{} for _ in range(depth + 1)]
         self._cuts: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._lock = threading.Lock()
         if _CUT_REACHED:
@@ -70,13 +70,6 @@ class Horizon:
             out = self.parser._intern(kernel, self.parser.predicted_part(predicted))
         memo[cid] = out
         return out
-
-    def view(self, cid: int) -> int:
-        """Real column ``cid`` as this horizon's own parser keeps the columns it reaches (cut
-        ``_CUT_EXTRA`` origin links deeper than an image): reading a terminal there and taking
-        ``shallow`` of the result gives the image of the real column after that terminal,
-        unless the read pops deeper (``Truncated``)."""
-        return self.image(cid, self.depth + _CUT_EXTRA)
 
     def shallow(self, cid: int) -> int:
         """Column ``cid`` of this horizon's own parser, cut one origin link deep."""
