@@ -20,6 +20,7 @@ from .masks import (TerminalStateMasks, record_keys, run_successor, set_token_ra
                     walk_crossing_keys)
 from .trie import trie_lists
 from .regularize import regularize
+from .memo import BoundedCache
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..vocab import Vocabulary
@@ -223,9 +224,9 @@ class _Masker:
         self._eos_mask.setflags(write=False)
         # per real state and column: these grow with every new sequence, so the oldest are dropped
         limit = max(64, _MASK_CACHE_BYTES // (4 * self.n_words))
-        self._state_masks: dict[int, np.ndarray] = _BoundedCache(limit)
-        self._state_tensors: dict[int, torch.Tensor] = _BoundedCache(limit)
-        self._term_masks: dict[tuple[int, int, int], np.ndarray] = _BoundedCache(limit)
+        self._state_masks: dict[int, np.ndarray] = BoundedCache(limit)
+        self._state_tensors: dict[int, torch.Tensor] = BoundedCache(limit)
+        self._term_masks: dict[tuple[int, int, int], np.ndarray] = BoundedCache(limit)
         self._image_term_masks: dict[tuple[int, int, int], np.ndarray] = {}
         self._crossings: dict[tuple[int, Any], tuple[np.ndarray, list]] = {}
         self._crossing_keys: dict[tuple[int, int], np.ndarray] = {}
@@ -635,23 +636,6 @@ class _Masker:
             t = torch.from_numpy(m.view(np.int32).copy())
             self._state_tensors[sid] = t
         return t
-
-
-class _BoundedCache(dict):
-    """A dict that forgets its oldest eighth once it holds more than ``limit`` entries: what it
-    forgets is computed again when asked for. Reads are plain dict reads."""
-
-    def __init__(self, limit: int) -> None:
-        super().__init__()
-        self.limit = limit
-        self._lock = threading.Lock()
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        super().__setitem__(key, value)
-        if len(self) > self.limit:
-            with self._lock:
-                for old in list(itertools.islice(iter(self), len(self) - self.limit + self.limit // 8)):
-                    self.pop(old, None)
 
 
 def _role_groups(roles: tuple[int, ...], n_terminals: int, together: list[frozenset]) -> list[tuple[int, ...]]:

@@ -32,6 +32,7 @@ import numpy as np
 from numba import njit
 
 from .dfa import ByteDFA
+from .memo import BoundedCache
 from .trie import TokenTrie, _utf8_step, trie_for
 
 
@@ -605,7 +606,12 @@ class TerminalStateMasks:
         return self.rec_node.shape[0] > 0
 
 
-_tsm_cache: dict[tuple[str, bytes, int], TerminalStateMasks] = {}
+def _tsm_bytes(m: "TerminalStateMasks") -> int:
+    return m.inside.nbytes + m.rec_node.nbytes + m.rec_ds.nbytes + m.rec_dn.nbytes + m.cuts.nbytes
+
+
+_TSM_CACHE_BYTES = 512 << 20  # terminal-state masks kept across grammars (a schema adds 1-2 MB at 128k tokens)
+_tsm_cache: dict[tuple[str, bytes, int], TerminalStateMasks] = BoundedCache(_TSM_CACHE_BYTES, _tsm_bytes)
 _tsm_lock = threading.Lock()
 _DISK_MIN_SECONDS = 0.002  # only walks slower than this are worth a file
 _RESIDUAL_MAX_STATES = 256  # bigger DFAs key their states' masks by (DFA, state), not by residual
@@ -701,7 +707,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
     with _tsm_lock:
         out = _tsm_cache.setdefault(rkey, out)
         _tsm_cache.setdefault(key, out)
-    return _tsm_cache[key]
+    return out
 
 
 def _walk(vocab, trie: TokenTrie, dfa: ByteDFA, q: int, runs: bool = True, refs: bool = True) -> tuple:
@@ -1039,8 +1045,9 @@ def walk_crossing(vocab, dfa: ByteDFA, records: tuple) -> tuple[np.ndarray, tupl
 
 
 _CROSS_WHOLE_MIN = 64  # crossing subtrees of more tokens are checked for staying alive whole (see _resolve_crossing)
-_cross_memo: dict[tuple[str, bytes, bytes], tuple[np.ndarray, tuple]] = {}
-_CROSS_MEMO_LIMIT = 200_000
+_CROSS_MEMO_BYTES = 256 << 20  # crossing walks kept across grammars
+_cross_memo: dict[tuple[str, bytes, bytes], tuple[np.ndarray, np.ndarray]] = BoundedCache(
+    _CROSS_MEMO_BYTES, lambda v: v[0].nbytes + v[1].nbytes)
 
 
 def record_keys(records: tuple) -> np.ndarray:
@@ -1075,7 +1082,5 @@ def walk_crossing_keys(vocab, dfa: ByteDFA, keys: np.ndarray) -> tuple[np.ndarra
         deeper_keys = record_keys(deeper)
         deeper_keys.setflags(write=False)
         out = (bits, deeper_keys)
-        if len(_cross_memo) > _CROSS_MEMO_LIMIT:
-            _cross_memo.clear()
         _cross_memo[memo_key] = out
     return out
