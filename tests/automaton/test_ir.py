@@ -51,3 +51,30 @@ def test_terminal_follow_matches_the_parser(name, collapse):
     follow = terminal_follow(automaton.ir)
     # random walks happen to meet every pair in these grammars, so the sets must be equal
     assert _follow_by_parsing(automaton) == [set(f) for f in follow]
+
+
+@pytest.mark.parametrize("source, open_, nested_open, item, close", [
+    ('root ::= "[" item ("," item)* "]"\nitem ::= [0-9]+ | root', "[", "[1,[", "1", "]"),
+    ('root ::= "{" pair ("," pair)* "}"\npair ::= "\\"" [a-z]+ "\\":" value\nvalue ::= [0-9]+ | root',
+     "{", '{"a":1,"b":{', '"k":1', "}"),
+])
+def test_repetition_items_share_one_parser_state_whatever_their_number(source, open_, nested_open, item, close):
+    """``x*`` is left-recursive: the column after an item keeps one item for the list, with
+    its origin where the list began, so after the second item every further one leads back to
+    the same automaton state (and to the same cached masks). Right recursion stacked one origin
+    per item: a new state after every item, and a closing bracket that popped one level per item."""
+    g = Grammar.from_ebnf(source)
+    a = g.automaton
+
+    def state(text: str) -> int:
+        sid = a.initial
+        for b in text.encode():
+            sid = a.step(sid, b)
+            assert sid >= 0
+        return sid
+
+    states = [state(open_ + (item + ",") * k) for k in range(2, 7)]
+    assert len(set(states)) == 1
+    nested = [state(nested_open + (item + ",") * k) for k in range(2, 7)]
+    assert len(set(nested)) == 1 and nested[0] != states[0]
+    assert g.accepts(open_ + ",".join([item] * 40) + close)

@@ -218,13 +218,16 @@ class IRBuilder:
         return self.choice([(sym,), ()], "_opt")
 
     def star(self, sym: int) -> int:
-        """``sym*``, right-recursive so the parser's columns stay small."""
+        """``sym*``, left-recursive: an Earley parser keeps one item for it per column, with
+        its origin where the list began, so the column after an item is the same whatever
+        the number of items before it (right recursion stacks one origin per item, and a
+        closing bracket after n items pops n levels)."""
         key = ("star", sym)
         if key not in self._helper_cache:
             n = self.nonterminal("_star")
             self._helper_cache[key] = n
             self.rule(n, ())
-            self.rule(n, (sym, n))
+            self.rule(n, (n, sym))
         return self._helper_cache[key]
 
     def plus(self, sym: int) -> int:
