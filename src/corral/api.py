@@ -25,6 +25,7 @@ from typing import Any, Callable
 import torch
 
 from .errors import CorralError, GenerationError
+from .models import forward_cached
 
 logger = logging.getLogger("corral")
 logger.addHandler(logging.NullHandler())
@@ -175,8 +176,7 @@ def autoregressive(ctx: DecodeContext, pick: Callable[[torch.Tensor], tuple[int,
     t0 = time.perf_counter()
     with torch.no_grad():
         for step in range(ctx.max_new_tokens):
-            out = model(input_ids=ids, past_key_values=past, use_cache=True)
-            past = out.past_key_values
+            out, past = forward_cached(model, ids, past)
             logits = out.logits[0, -1, :].float()
             if step == 0:
                 t_prompt = time.perf_counter() - t0

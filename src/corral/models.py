@@ -185,3 +185,23 @@ def _load_hub(name: str) -> tuple[Any, Any]:
     model = AutoModelForCausalLM.from_pretrained(name, dtype=torch.float32)
     model.eval()
     return model, tokenizer
+
+
+_CACHE_KWARG: dict[type, str] = {}
+
+
+def forward_cached(model: Any, input_ids: Any, cache: Any, **kwargs: Any) -> tuple[Any, Any]:
+    """One forward pass of a causal LM that reads and extends its KV ``cache`` (None: a fresh
+    one); returns (outputs, the cache after it).
+
+    transformers 5 renamed ``past_key_values`` to ``cache`` (the old name warns, and goes in
+    5.40); the name the model's ``forward`` takes is used, so older versions work too.
+    """
+    name = _CACHE_KWARG.get(type(model))
+    if name is None:
+        import inspect
+
+        params = inspect.signature(type(model).forward).parameters
+        name = _CACHE_KWARG[type(model)] = "cache" if "cache" in params else "past_key_values"
+    out = model(input_ids=input_ids, use_cache=True, **{name: cache}, **kwargs)
+    return out, getattr(out, name)

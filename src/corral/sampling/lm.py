@@ -22,6 +22,8 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from ..models import forward_cached
+
 __all__ = ["PrefixLM", "ParticleLM", "as_prompt_ids"]
 
 
@@ -86,8 +88,7 @@ class PrefixLM:
     def _forward(self, ids: list[int]) -> torch.Tensor:
         x = torch.tensor([ids], dtype=torch.long, device=self.device)
         with torch.no_grad():
-            out = self.model(input_ids=x, past_key_values=self._cache, use_cache=True)
-        self._cache = out.past_key_values
+            out, self._cache = forward_cached(self.model, x, self._cache)
         self.forward_calls += 1
         self.forward_tokens += len(ids)
         return out.logits[0, -1, :]
@@ -134,9 +135,8 @@ class ParticleLM:
     def start(self, n: int) -> np.ndarray:
         x = torch.tensor([self.prompt], dtype=torch.long, device=self.device)
         with torch.no_grad():
-            out = self.model(input_ids=x, past_key_values=None, use_cache=True)
+            out, self.cache = forward_cached(self.model, x, None)
         self.forward_calls += 1
-        self.cache = out.past_key_values
         self.cache.batch_repeat_interleave(n)
         self.rows = n
         lp = _log_softmax(out.logits[0, -1, :], self.temperature)
@@ -165,7 +165,7 @@ class ParticleLM:
         cache.reorder_cache(torch.tensor([int(r) for r in rows], dtype=torch.long, device=self.device))
         x = torch.tensor([[int(t) for t in q] for q in paths], dtype=torch.long, device=self.device)
         with torch.no_grad():
-            out = self.model(input_ids=x, past_key_values=cache, use_cache=True)
+            out, _ = forward_cached(self.model, x, cache)
         self.fork_calls += 1
         self.fork_rows += len(rows)
         return _log_softmax(out.logits[:, -1, :], self.temperature)
@@ -175,7 +175,6 @@ class ParticleLM:
             raise ValueError(f"{len(tokens)} tokens for {self.rows} rows")
         x = torch.tensor([[int(t)] for t in tokens], dtype=torch.long, device=self.device)
         with torch.no_grad():
-            out = self.model(input_ids=x, past_key_values=self.cache, use_cache=True)
+            out, self.cache = forward_cached(self.model, x, self.cache)
         self.forward_calls += 1
-        self.cache = out.past_key_values
         return _log_softmax(out.logits[:, -1, :], self.temperature)

@@ -23,6 +23,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
+from ..models import forward_cached
+
 FORCED = "forced"  # source name of singleton-mask tokens (accepted with probability 1)
 
 
@@ -216,8 +218,7 @@ class ModelDrafter:
         del fed[common:]
         new = list(seq[common:])
         dev = _device(self.model)
-        out = self.model(input_ids=torch.tensor([new], dtype=torch.long, device=dev), past_key_values=self.cache, use_cache=True)
-        self.cache = out.past_key_values
+        out, self.cache = forward_cached(self.model, torch.tensor([new], dtype=torch.long, device=dev), self.cache)
         fed.extend(new)
         return out.logits[0, -1, :].float()
 

@@ -25,6 +25,7 @@ import torch
 
 from ..api import mask_logits, warp
 from ..errors import GenerationError
+from ..models import forward_cached
 from .config import SpeculativeConfig
 from .drafters import FORCED, GrammarDrafter, LookupDrafter, ModelDrafter, RecycleDrafter, crop_cache
 
@@ -270,13 +271,7 @@ def speculative_generate(
             kw: dict[str, Any] = {}
             if use_ltk:
                 kw["logits_to_keep"] = k + 1
-            res = model(
-                input_ids=torch.tensor([inputs], dtype=torch.long, device=device),
-                past_key_values=cache,
-                use_cache=True,
-                **kw,
-            )
-            cache = res.past_key_values
+            res, cache = forward_cached(model, torch.tensor([inputs], dtype=torch.long, device=device), cache, **kw)
             logits = res.logits[0, -(k + 1) :, :].float()[:n_rows]
             t2 = time.perf_counter()
             if stats.n_forwards == 0:
