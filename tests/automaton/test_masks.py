@@ -298,6 +298,7 @@ def _walk_to_completion(monkeypatch) -> None:
     from corral.automaton import grammar as G
 
     monkeypatch.setattr(G, "_EAGER_IMAGE_SECONDS", 60.0)
+    monkeypatch.setattr(G, "_EAGER_DEEPER_SECONDS", 0.0)  # the second walk only where a test asks for it
     monkeypatch.setattr(G, "_EAGER_IMAGES", 100_000)
     monkeypatch.setattr(G, "_EAGER_IMAGE_CROSSINGS", 1_000_000)
 
@@ -335,6 +336,24 @@ def test_the_image_walk_follows_reads_that_pop_several_levels(vocab, smollm_toke
     ids = smollm_tokenizer.encode(statement, add_special_tokens=False)
     new, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids)
     assert read >= 30 and new <= read // 5, (new, read)
+
+
+def test_a_second_walk_one_link_deeper_reaches_the_contexts_of_nested_lists(vocab, smollm_tokenizer, monkeypatch):
+    """After a value inside a list, what may follow depends on where the list began, two or
+    three origin links down: one real column per image leaves those contexts to run time. A
+    small grammar (JSON) has time for a second walk with one real column per image one link
+    deeper, and then a document with nested lists finds more of its settles computed."""
+    from corral import Grammar
+    from corral.automaton import grammar as G
+
+    _walk_to_completion(monkeypatch)
+    text = (Path(__file__).resolve().parents[2] / "grammars" / "json.lark").read_text()
+    doc = '{"id": 7, "tags": ["a", "b", "c"], "items": [{"k": 1, "v": [true, null]}, {"k": 2, "v": []}], "ok": false}'
+    ids = smollm_tokenizer.encode(doc, add_special_tokens=False)
+    without, read = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, True)
+    monkeypatch.setattr(G, "_EAGER_DEEPER_SECONDS", 60.0)
+    with_it, _ = _image_crossings_computed_after_compiling(Grammar.from_lark(text, vocab), ids, True)
+    assert read >= 5 and with_it < without, (with_it, without, read)
 
 
 @pytest.mark.parametrize("grammar, sentences, switch, settles", [

@@ -46,6 +46,7 @@ _SETTLE_THROUGH_VIEW = True  # records that pop past the horizon go through the 
 _SHALLOW_FIRST = True  # on a view, the column after a terminal is read first cut one origin link deep
 _MASK_CACHE_BYTES = 256 << 20  # each per-state (and per-column) mask cache keeps about this much (16,000 masks at 128k tokens)
 _RENEW_STATES = 100_000  # an automaton past this many states (2-3 KB each with its columns) starts afresh for new matchers
+_EAGER_DEEPER_SECONDS = 0.02  # then, until this long after the walk began, one real column per image one link deeper
 _HORIZON = 1  # origin depth of the column images whose crossing masks are shared (horizon.py)
 _TRUNCATED = -2
 
@@ -298,18 +299,24 @@ class _Masker:
         as a keyword and as a name: ``dfa.co_accepting``), the walk also goes on from the union
         of the columns after them, as the lexer does.
         """
-        A, horizon, view = self.A, self._horizon, self._view
+        A, horizon = self.A, self._horizon
         crossing: dict[int, list[tuple[int, np.ndarray]]] = {}
         for t, q in states:
             tsm = terminal_state_masks(self.vocab, A.ir.terminals[t], q)
             if tsm.has_crossing:
                 crossing.setdefault(t, []).append((q, self._records(t, q, tsm)))
         together = co_accepting(A.ir.terminals) if _EAGER_UNIONS else []
-        nt = A.n_terminals
         first = A.parser.initial
-        seen, queue = {horizon.image(first)}, deque([first])
+        start = time.perf_counter()
         budget = _EAGER_IMAGE_CROSSINGS
-        deadline = time.perf_counter() + _EAGER_IMAGE_SECONDS
+        for depth, seconds in ((horizon.depth, _EAGER_IMAGE_SECONDS), (horizon.depth + 1, _EAGER_DEEPER_SECONDS)):
+            deadline = start + seconds
+            budget = self._walk_images(first, depth, crossing, together, budget, deadline)
+
+    def _walk_images(self, first: int, depth: int, crossing: dict, together: list, budget: int, deadline: float) -> int:
+        A, horizon = self.A, self._horizon
+        nt = A.n_terminals
+        seen, queue = {horizon.image(first, depth)}, deque([first])
         while queue and budget > 0 and time.perf_counter() < deadline:
             column = queue.popleft()
             roles = A.roles_at(column)
@@ -324,10 +331,11 @@ class _Masker:
                 if len(afters) > 1:
                     nexts.append(A.parser.union(afters))
             for after in nexts:
-                image = horizon.image(after)
+                image = horizon.image(after, depth)
                 if image not in seen and len(seen) < _EAGER_IMAGES:
                     seen.add(image)
                     queue.append(after)
+        return budget
 
     def _image_crossings(self, after: int, states: list[tuple[int, np.ndarray]], term: int) -> int:
         """What ``_term_mask`` computes on the image of real column ``after`` for these states of

@@ -52,7 +52,7 @@ class Horizon:
             self.parser.add_opaque_column(False, opaque),
             self.parser.add_opaque_column(True, opaque),
         )
-        self._images: list[dict[int, int]] = [{} for _ in range(depth + 1)]
+        self._images: list[dict[int, int]] = [{} for _ in range(depth + 2)]  # and one link deeper (grammar's walk)
         self._cuts: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._lock = threading.Lock()
         if _CUT_REACHED:
