@@ -94,11 +94,11 @@ class Grammar:
         except RecursionError:
             raise CompileLimitError("grammar nesting too deep to compile (Python recursion limit)") from None
         self.vocab = _as_vocab(vocab)
-        self._images = not from_schema
+        self._image_walk = not from_schema
         self._renew_lock = threading.Lock()
         self._masker = None
         if self.vocab is not None:
-            self._masker = _Masker(self.automaton, self.vocab, images=self._images)
+            self._masker = _Masker(self.automaton, self.vocab, images=self._image_walk)
 
     # -- constructors -------------------------------------------------------------
     @classmethod
@@ -152,7 +152,7 @@ class Grammar:
             if self.automaton.n_states <= _RENEW_STATES:
                 return  # another thread renewed it
             automaton = ByteAutomaton(self.ir)
-            masker = None if self.vocab is None else _Masker(automaton, self.vocab, images=self._images)
+            masker = None if self.vocab is None else _Masker(automaton, self.vocab, images=self._image_walk)
             self._masker = masker
             self.automaton = automaton
 
@@ -341,15 +341,20 @@ class _Masker:
         """What ``_term_mask`` computes on the image of real column ``after`` for these states of
         ``term`` (and the settles through images of what it leaves undecided, where
         ``_EAGER_SETTLES``); returns how many crossing sets it asked for."""
-        image = self._horizon.image(after)
         for q, records in states:
-            _, undecided = self._view.crossing(image, records, (term, q))
+            _, (_, undecided) = self._on_image(after, records, (term, q))
             if _EAGER_SETTLES:
                 for path, rest in undecided:
                     col = _after_path(self.A, after, path)
                     if col >= 0 and path:
-                        self._view.crossing(self._horizon.image(col), rest, rest.tobytes())
+                        self._on_image(col, rest, rest.tobytes())
         return len(states)
+
+    def _on_image(self, column: int, records: np.ndarray, records_id: Any) -> tuple[int, tuple[np.ndarray, list]]:
+        """(the image of real ``column``, the crossing set of ``records`` on it): the one place masks
+        and the compile-time walk read crossing sets, so the walk fills the entries masks look up."""
+        image = self._horizon.image(column)
+        return image, self._view.crossing(image, records, records_id)
 
     def _records(self, term: int, q: int, tsm) -> np.ndarray:
         records = self._crossing_keys.get((term, q))
@@ -419,8 +424,7 @@ class _Masker:
                 # Most crossing tokens only look at the top of the parse stack: take them from
                 # the column's image (shared by every column that looks the same that deep),
                 # then settle the few that pop past the horizon on the real column.
-                image = self._horizon.image(after_col)
-                certain, uncertain = self._view.crossing(image, records, (term, q))
+                image, (certain, uncertain) = self._on_image(after_col, records, (term, q))
                 if uncertain:
                     m = m | certain
                     self._settle(after_col, uncertain, m, settle=_SETTLE_THROUGH_VIEW)
@@ -446,7 +450,7 @@ class _Masker:
         image (shared by every column that looks the same that deep), the few that pop past
         the horizon from the real column, each set of those through its own image again
         when ``settle`` (the column after a pop is often one seen before, at the same depth)."""
-        certain, uncertain = self._view.crossing(self._horizon.image(column), records, records_id)
+        _, (certain, uncertain) = self._on_image(column, records, records_id)
         np.bitwise_or(out, certain, out=out)
         self._settle(column, uncertain, out, settle)
 

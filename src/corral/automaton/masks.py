@@ -690,8 +690,7 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
         rkey = (vocab.fingerprint, np.array([h1, h2], dtype=np.uint64).tobytes(), -1)
     out = _tsm_cache.get(rkey)
     if out is not None:
-        with _tsm_lock:
-            _tsm_cache.setdefault(key, out)
+        _tsm_cache.setdefault(key, out)
         return out
     path = _disk_path(rkey)
     out = _load(path) if path is not None and _on_disk(path) else None
@@ -704,9 +703,8 @@ def terminal_state_masks(vocab, dfa: ByteDFA, q: int) -> TerminalStateMasks:
             _save(path, out)
     for a in (out.inside, out.rec_node, out.rec_ds, out.rec_dn, out.cuts):
         a.setflags(write=False)
-    with _tsm_lock:
-        out = _tsm_cache.setdefault(rkey, out)
-        _tsm_cache.setdefault(key, out)
+    out = _tsm_cache.setdefault(rkey, out)  # a BoundedCache: its writes hold its own lock
+    _tsm_cache.setdefault(key, out)
     return out
 
 
