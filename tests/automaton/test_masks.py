@@ -477,7 +477,7 @@ def test_images_keep_the_first_column_so_pops_to_it_are_decided(vocab, smollm_to
     if depth == 0:
         assert sum(left) == 0
     else:
-        assert sum(left) >= 50  # `` x)`` and the like depend on what lies below
+        assert sum(left) > 0  # `` x))`` and the like depend on what lies below
     pre = prefix.encode()
     for tid in range(len(vocab.token_bytes)):
         tb = vocab.token_bytes[tid]

@@ -18,7 +18,7 @@ from .lexer import DEAD, ByteAutomaton
 from .dfa import co_accepting
 from .masks import (TerminalStateMasks, record_keys, run_successor, set_token_ranges, terminal_state_masks,
                     walk_crossing_keys)
-from .trie import trie_lists
+from .trie import trie_for, trie_lists
 from .regularize import regularize
 from .memo import BoundedCache
 
@@ -28,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 TERMINATED = -2
 _GENERATIONS = itertools.count()  # tells apart the automata a grammar renews (Matcher.state_key)
 _EXACT_WALK_TOKENS = 256  # up to this many crossing tokens, a byte walk may beat per-terminal trie walks:
+_OPEN_WALK_TOKENS = 256  # on an open column (horizon.py), up to this many crossing tokens are walked byte by byte
 _EXACT_TOKENS_PER_ROLE = 16  # it does when they are fewer than this many per terminal that may come next
 _EAGER_STATE_LIMIT = 256  # grammars with at most this many terminal states walk them all at compile time
 _EAGER_STARTS = True  # bigger grammars: each terminal's states up to _EAGER_START_DEPTH bytes in, at compile time
@@ -510,6 +511,24 @@ class _Masker:
         n_tokens = _n_tokens(trie, keys)
         A = self.A
         roles = A.roles_at(column)
+        col = A.parser.column(column)
+        if uncertain is not None and col.open:
+            # Only some of the column's items are known. A byte walk tells token by token what
+            # they allow for certain, and leaves undecided what the lacking items may allow.
+            if n_tokens <= _OPEN_WALK_TOKENS:
+                self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path,
+                                    uncertain)
+                return
+            # Many tokens: the walks below decide what the known items expect; the records that
+            # may start a terminal only the lacking items expect are left undecided.
+            lacking = col.maybe.difference(r % A.n_terminals for r in roles)
+            if lacking:
+                may = _may_start(keys, lacking, A.ir.terminals, trie_for(self.vocab))
+                if may.any():
+                    uncertain.append((path, keys[may]))
+                    keys = keys[~may]
+                    if not len(keys):
+                        return
         # A byte walk in Python costs per token, a compiled walk per next terminal.
         if n_tokens <= min(_EXACT_WALK_TOKENS, _EXACT_TOKENS_PER_ROLE * len(roles)):
             self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
@@ -595,11 +614,11 @@ class _Masker:
                     ranges.append((tok_lo[nd], tok_hi[nd]))
                 for e in range(child_ptr[nd], child_ptr[nd + 1]):
                     ch = child_node[e]
-                    if child_ptr[ch] == child_ptr[ch + 1]:
-                        if lives(sid, child_byte[e]):
-                            ranges.append((tok_lo[ch], tok_hi[ch]))
-                        continue
                     try:
+                        if child_ptr[ch] == child_ptr[ch + 1]:
+                            if lives(sid, child_byte[e]):
+                                ranges.append((tok_lo[ch], tok_hi[ch]))
+                            continue
                         nxt = step(sid, child_byte[e])
                     except Truncated:
                         uncertain.append((path, _record_key(ch, cut)))
@@ -678,6 +697,18 @@ def _n_tokens(trie, keys: np.ndarray) -> int:
 def _record_key(node: int, cut: int) -> np.ndarray:
     """One crossing record: the tokens under trie ``node``, read from byte ``cut`` on."""
     return np.array([(int(node) << 20) | int(cut)], dtype=np.int64)
+
+
+def _may_start(keys: np.ndarray, terminals: frozenset, dfas, trie) -> np.ndarray:
+    """Which crossing records (sorted (node << 20 | cut) keys) may start one of ``terminals``:
+    the byte at their cut can start one (a record cut at its node's end may start anything)."""
+    starts = np.zeros(256, dtype=bool)
+    for t in terminals:
+        starts |= dfas[t].trans[0] >= 0
+    nodes, cuts = keys >> 20, keys & 0xFFFFF
+    inside = trie.depth[nodes] > cuts
+    byte = trie.flat[np.where(inside, trie.offs[trie.tok_lo[nodes]] + cuts, 0)]
+    return ~inside | starts[byte]
 
 
 def _merge_by_path(uncertain: list) -> list:

@@ -8,10 +8,11 @@ parenthesis, not on the thirty frames below it.
 A ``Horizon`` of depth d copies a column's items and follows origin links d
 times. Past that depth each origin becomes an *opaque* column, which remembers
 only whether it is the first column. Columns whose stacks agree to depth d get
-the same image. A computation on images is exact unless it reads an opaque
-column: that can only happen when completing an item pops past the horizon, and
-it raises ``Truncated``. The caller then tries a deeper horizon, and in the end
-the real column.
+the same image. Completing an item that pops past the horizon reaches an opaque
+column: it adds nothing there, and the column it was computing for is *open*,
+holding only some of the real items. So on images, what is allowed is certain;
+what an open column (or a lexer state reading from one) would refuse raises
+``Truncated`` instead, and the caller settles it on the real column.
 """
 
 from __future__ import annotations
@@ -19,22 +20,13 @@ from __future__ import annotations
 import threading
 
 from .lexer import ByteAutomaton
-from .parser import SELF, EarleyParser
+from .parser import SELF, EarleyParser, Truncated
+
+__all__ = ["Horizon", "Truncated"]
 
 
 _CUT_REACHED = True  # columns reached from an image are cut too ...
 _CUT_EXTRA = 1  # ... this many origin links deeper than the horizon
-
-
-class Truncated(Exception):
-    """A computation on column images needed a column beyond the horizon."""
-
-
-class _OpaqueWaiting(dict):
-    """The ``waiting`` table of an opaque column: any read means the horizon was too short."""
-
-    def get(self, key, default=None):  # type: ignore[override]
-        raise Truncated
 
 
 class Horizon:
@@ -47,11 +39,7 @@ class Horizon:
         self.real = automaton.parser
         self.parser = EarleyParser(automaton.ir)
         self.automaton = ByteAutomaton(automaton.ir, parser=self.parser)
-        opaque = _OpaqueWaiting()
-        self._opaque = (
-            self.parser.add_opaque_column(False, opaque),
-            self.parser.add_opaque_column(True, opaque),
-        )
+        self._opaque = (self.parser.add_opaque_column(False), self.parser.add_opaque_column(True))
         self._images: list[dict[int, int]] = [{} for _ in range(depth + 2)]  # and one link deeper (grammar's walk)
         self._cuts: list[dict[int, int]] = [{} for _ in range(depth + _CUT_EXTRA + 1)]
         self._lock = threading.Lock()
@@ -82,8 +70,8 @@ class Horizon:
         Columns reached from an image by reading terminals grow new origin links; without a
         cut, a chain of prefix operators (a token of many ``-`` or ``(``) makes a new column per
         link, where all but the first few look alike to any computation that stays within
-        the horizon. Cutting them keeps the view finite; what would read past the cut raises
-        ``Truncated`` as on any image.
+        the horizon. Cutting them keeps the view finite; a completion that reads past the cut
+        opens its column, as on any image.
         """
         d = self.depth + _CUT_EXTRA if depth is None else depth
         if cid in self._opaque:
@@ -93,7 +81,8 @@ class Horizon:
         if out is not None:
             return out
         kernel, predicted = self._shallow(self.parser, cid, d, self._cut)
-        out = self.parser._intern(kernel, self.parser.predicted_part(predicted))  # scan holds the lock
+        maybe = self.parser.column(cid).maybe
+        out = self.parser._intern(kernel, self.parser.predicted_part(predicted), maybe)  # scan holds the lock
         memo[cid] = out
         return out
 

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import threading
 
-from .parser import EarleyParser
+from .parser import EarleyParser, Truncated
 from .ir import GrammarIR
 
 DEAD = -1
+_TRUNCATED = -3  # memoised steps that raise ``Truncated``
 
 
 class ByteAutomaton:
@@ -35,6 +36,7 @@ class ByteAutomaton:
         self._trans = [d.trans.tolist() for d in dfas]
         self._accept = [d.accepting.tolist() for d in dfas]
         self._first = [[(b, q) for b, q in enumerate(row[0]) if q >= 0] if row else [] for row in self._trans]
+        self._first_bytes = [frozenset(b for b, _ in moves) for moves in self._first]
         self.ignore_roles = tuple(nt + t for t in ir.ignore)
         self._states: list[tuple[frozenset, frozenset]] = []
         self._index: dict[tuple[frozenset, frozenset], int] = {}
@@ -42,6 +44,9 @@ class ByteAutomaton:
         self._start_moves: dict[int, dict[int, tuple[tuple[int, int], ...]]] = {}
         self._moves_by_roles: dict[tuple[int, ...], dict[int, tuple[tuple[int, int], ...]]] = {}
         self._accepting: list[bool] = []
+        # states reading from an open column (a horizon's, see ``parser.Column.open``): a byte
+        # they refuse may still be allowed by the items the column lacks
+        self._open: list[bool] = []
         self._lock = threading.Lock()
         self.initial = self.intern(frozenset([self.parser.initial]), frozenset())
 
@@ -58,6 +63,7 @@ class ByteAutomaton:
             sid = len(self._states)
             cols = self.parser._columns
             self._accepting.append(any(cols[c].accepting for c in boundary))
+            self._open.append(any(cols[c].open for c in boundary) or any(cols[c].open for c, _, _ in partial))
             self._states.append(key)
             self._index[key] = sid
             return sid
@@ -112,6 +118,8 @@ class ByteAutomaton:
         if out is None:
             out = self._compute_step(sid, byte)
             self._step_memo[key] = out
+        if out == _TRUNCATED:
+            raise Truncated
         return out
 
     def walk(self, sid: int, data: bytes) -> int:
@@ -122,6 +130,8 @@ class ByteAutomaton:
                 nxt = self._compute_step(sid, b)
                 memo[(sid, b)] = nxt
             if nxt < 0:
+                if nxt == _TRUNCATED:
+                    raise Truncated
                 return DEAD
             sid = nxt
         return sid
@@ -133,6 +143,8 @@ class ByteAutomaton:
         ``byte`` needs.)"""
         out = self._step_memo.get((sid, byte))
         if out is not None:
+            if out == _TRUNCATED:
+                raise Truncated
             return out >= 0
         if sid < 0:
             return False
@@ -141,7 +153,11 @@ class ByteAutomaton:
             return True
         nt = self.n_terminals
         trans = self._trans
-        return any(trans[role % nt][q][byte] >= 0 for _col, role, q in partial)
+        if any(trans[role % nt][q][byte] >= 0 for _col, role, q in partial):
+            return True
+        if self._open[sid] and self._may_live(boundary, partial, byte):
+            raise Truncated
+        return False
 
     def _compute_step(self, sid: int, byte: int) -> int:
         if sid < 0:
@@ -162,7 +178,7 @@ class ByteAutomaton:
             if q2 >= 0:
                 new_partial.add((col, role, q2))
         if not new_partial:
-            return DEAD
+            return _TRUNCATED if self._open[sid] and self._may_live(boundary, partial, byte) else DEAD
         accept = self._accept
         new_boundary = set()
         for col, role, q in new_partial:
@@ -173,6 +189,16 @@ class ByteAutomaton:
         if len(new_boundary) > 1:
             new_boundary = {self.parser.union(frozenset(new_boundary))}
         return self.intern(frozenset(new_boundary), frozenset(new_partial))
+
+    def _may_live(self, boundary: frozenset, partial: frozenset, byte: int) -> bool:
+        """Whether ``byte``, which the known items of an open state refuse, may be read by the
+        items its open columns lack: a terminal they started may be part-way through, or one
+        they may expect may start with ``byte``."""
+        cols = self.parser._columns
+        if any(cols[c].open for c, _, _ in partial):
+            return True
+        first = self._first_bytes
+        return any(byte in first[t] for c in boundary if cols[c].open for t in cols[c].maybe)
 
     def live_bytes(self, sid: int) -> list[int]:
         """Every byte that does not kill state ``sid`` (exact: live triples stay viable)."""

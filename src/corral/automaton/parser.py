@@ -17,10 +17,14 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .ir import GrammarIR
+from .ir import GrammarIR, terminal_follow
 
 SELF = -1
 DEAD = -1
+
+
+class Truncated(Exception):
+    """A computation on column images needed a column beyond the horizon (see ``horizon``)."""
 
 
 class Column:
@@ -32,15 +36,24 @@ class Column:
     once (``_Predicted``); a new column only pays for its kernel.
     """
 
-    __slots__ = ("kernel", "predicted", "waiting", "expected", "accepting")
+    __slots__ = ("kernel", "predicted", "waiting", "expected", "accepting", "maybe")
 
     def __init__(self, kernel: frozenset, predicted: frozenset, waiting: dict,
-                 expected: tuple[int, ...], accepting: bool) -> None:
+                 expected: tuple[int, ...], accepting: bool, maybe: frozenset | None = None) -> None:
         self.kernel = kernel  # frozenset of (rule, dot, origin) with origin an earlier column
         self.predicted = predicted  # frozenset of (rule, dot, SELF)
         self.waiting = waiting  # symbol -> tuple of items whose dot is before it
         self.expected = expected  # terminals that may come next
         self.accepting = accepting  # the start symbol is complete from column 0
+        # on a horizon's column whose completions reached past the horizon (an open one), the
+        # terminals the items it lacks may expect; None on a column that has all its items
+        self.maybe = maybe
+
+    @property
+    def open(self) -> bool:
+        """Whether the column holds only some of the real column's items (a horizon's, see
+        ``horizon``): what it allows is certain, what it refuses may be allowed by the rest."""
+        return self.maybe is not None
 
 
 class _Predicted:
@@ -82,9 +95,12 @@ class EarleyParser:
         self._completions: dict[tuple[int, int], tuple[frozenset, frozenset]] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
+        self._opaque: set[int] = set()  # columns that stand for unknown ones (``add_opaque_column``)
+        self._follow: list[frozenset] | None = None  # terminals that may follow each terminal (open columns)
         self._lock = threading.Lock()
         self.cut: Any = None  # a horizon's parser cuts each column it reaches (see ``horizon``)
-        self.initial = self._intern(*self._closure([(self.start_rule, 0, SELF)]))
+        items, part, _ = self._closure([(self.start_rule, 0, SELF)])
+        self.initial = self._intern(items, part)
 
     def _nullable(self) -> set[int]:
         nullable: set[int] = set()
@@ -137,11 +153,15 @@ class EarleyParser:
         col = self._columns[cid]
         waiting = col.waiting.get(terminal)
         if not waiting:
+            if col.open and terminal in col.maybe:
+                raise Truncated  # the items the column lacks may expect it
             out = DEAD
         else:
             kernel = [(r, d + 1, cid if o == SELF else o) for (r, d, o) in waiting]
             with self._lock:
-                out = self._intern(*self._closure(kernel))
+                items, part, opened = self._closure(kernel)
+                # what the lacking items expect next may only be what can follow ``terminal``
+                out = self._intern(items, part, self.follow(terminal) if opened or col.open else None)
                 if self.cut is not None:
                     out = self.cut(out)
         self._scan_memo[key] = out
@@ -162,19 +182,22 @@ class EarleyParser:
             for c in cids:
                 kernel.update(self._columns[c].kernel)
                 predicted.update(self._columns[c].predicted)
+            lacking = [self._columns[c].maybe for c in cids if self._columns[c].open]
             with self._lock:
-                out = self._intern(kernel, self.predicted_part(frozenset(predicted)))
+                out = self._intern(kernel, self.predicted_part(frozenset(predicted)),
+                                   frozenset().union(*lacking) if lacking else None)
             self._union_memo[key] = out
         return out
 
-    def _closure(self, kernel: list) -> tuple[set, "_Predicted"]:
+    def _closure(self, kernel: list) -> tuple[set, "_Predicted", bool]:
         """Complete, then add the static prediction sets (Aycock-Horspool style for empty rules).
 
-        Returns the items that started in earlier columns and the shared predicted part.
+        Returns the items that started in earlier columns, the shared predicted part, and
+        whether a completion reached an opaque column (the items are then only some).
         """
         items: set = set()
         predicted: set[int] = set()
-        self._complete(list(kernel), items, predicted, True)
+        opened = self._complete(list(kernel), items, predicted, True)
         key = frozenset(predicted)
         part = self._predicted_by_symbols.get(key)
         if part is None:
@@ -186,16 +209,19 @@ class EarleyParser:
         if own:
             items.difference_update(own)
             part = self.predicted_part(part.items.union(own))
-        return items, part
+        return items, part, opened
 
-    def _complete(self, agenda: list, items: set, predicted: set, outer: bool) -> None:
+    def _complete(self, agenda: list, items: set, predicted: set, outer: bool) -> bool:
         """Close ``items`` under completion from ``agenda``; collect the nonterminals to predict.
 
         Completing a nonterminal that started in column o reads only o, so what follows
         from it is memoised per (o, nonterminal). The outer closure fills that memo; a
         memo entry's own computation reads it but expands misses in place, so no entry
-        waits on itself.
+        waits on itself. Returns whether a completion reached an opaque column, whose
+        items are unknown (the closure then lacks what they would have added).
         """
+        opaque = self._opaque
+        opened = False
         rhs_of = self.rule_rhs
         lhs_of = self.rule_lhs
         nullable = self.nullable
@@ -211,24 +237,29 @@ class EarleyParser:
             if d == len(rhs):
                 if o == SELF:
                     continue  # an empty derivation: its parents were advanced at prediction
+                if o in opaque:
+                    opened = True
+                    continue
                 lhs = lhs_of[r]
                 done = memo.get((o, lhs))
                 if done is None and outer:
                     sub_items: set = set()
                     sub_predicted: set = set()
-                    self._complete(self._advanced(o, lhs), sub_items, sub_predicted, False)
-                    done = memo[(o, lhs)] = (frozenset(sub_items), frozenset(sub_predicted))
+                    sub_opened = self._complete(self._advanced(o, lhs), sub_items, sub_predicted, False)
+                    done = memo[(o, lhs)] = (frozenset(sub_items), frozenset(sub_predicted), sub_opened)
                 if done is None:
                     agenda.extend(self._advanced(o, lhs))
                 else:
                     items.update(done[0])
                     predicted.update(done[1])
+                    opened = opened or done[2]
                 continue
             x = rhs[d]
             if x >= nt:
                 predicted.add(x)
                 if x in nullable:
                     agenda.append((r, d + 1, o))
+        return opened
 
     def _advanced(self, o: int, lhs: int) -> list:
         """The items of column ``o`` waiting for ``lhs``, moved past it."""
@@ -265,24 +296,33 @@ class EarleyParser:
         self._predicted[items] = part
         return part
 
-    def add_opaque_column(self, starts_here: bool, waiting: Any) -> int:
+    def add_opaque_column(self, starts_here: bool) -> int:
         """A column that stands for an unknown one (see ``horizon``): never interned by content.
 
-        ``waiting`` is what completions read from it; ``starts_here`` says whether it
-        stands for the first column (which decides acceptance).
+        A completion that reaches it adds nothing and marks its column open; ``starts_here``
+        says whether it stands for the first column (which decides acceptance).
         """
         predicted = frozenset([(self.start_rule, 0, SELF)]) if starts_here else frozenset()
         with self._lock:
-            self._columns.append(Column(frozenset(), predicted, waiting, (), False))
+            self._columns.append(Column(frozenset(), predicted, {}, (), False))
+            self._opaque.add(len(self._columns) - 1)
             return len(self._columns) - 1
 
     def _starts_here(self, cid: int) -> bool:
         return (self.start_rule, 0, SELF) in self._columns[cid].predicted
 
-    def _intern(self, kernel: Any, part: "_Predicted") -> int:
-        """The id of the column made of ``kernel`` (items of earlier origins) and ``part``."""
+    def follow(self, terminal: int) -> frozenset:
+        """The terminals, not ignored ones, that may come right after ``terminal`` in a sentence."""
+        if self._follow is None:
+            ignored = frozenset(self.ir.ignore)
+            self._follow = [f - ignored for f in terminal_follow(self.ir)]
+        return self._follow[terminal]
+
+    def _intern(self, kernel: Any, part: "_Predicted", maybe: frozenset | None = None) -> int:
+        """The id of the column made of ``kernel`` (items of earlier origins) and ``part``
+        (``maybe``: of an open column, see ``Column.maybe``)."""
         kept = self._live(kernel)
-        key = (kept, part.items)
+        key = (kept, part.items, maybe)
         cid = self._index.get(key)
         if cid is not None:
             return cid
@@ -302,7 +342,7 @@ class EarleyParser:
                 # Only column 0 predicts the start rule; a column holding that prediction
                 # is column 0 reached through ignored text alone (or a union with it).
                 accepting = True
-        col = Column(kept, part.items, waiting, tuple(sorted(terminals)), accepting)
+        col = Column(kept, part.items, waiting, tuple(sorted(terminals)), accepting, maybe)
         self._columns.append(col)
         self._index[key] = cid
         return cid
