@@ -406,6 +406,14 @@ class _Masker:
         tsm = terminal_state_masks(self.vocab, self.A.ir.terminals[term], q)
         if not tsm.has_crossing:
             return tsm.inside  # no token goes past the terminal: the column after it is not needed
+        if self._horizon is not None and role == term:
+            # most often the image of the column after the terminal, and what it decides, need
+            # no real column: only records it leaves undecided are settled on one
+            image = self._horizon.image_after(col, term)
+            if image is not None:
+                certain, uncertain = self._view.crossing(image, self._records(term, q, tsm), (term, q))
+                if not uncertain:
+                    return self._image_term_mask(image, term, q, tsm.inside, certain)
         return self._term_mask(self.A.after(col, role), term, q, tsm)
 
     def _term_mask(self, after_col: int, term: int, q: int, tsm: TerminalStateMasks) -> np.ndarray:

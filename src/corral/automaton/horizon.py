@@ -59,6 +59,20 @@ class Horizon:
         memo[cid] = out
         return out
 
+    def image_after(self, cid: int, terminal: int) -> int | None:
+        """The image of the real column after ``terminal`` is read in real column ``cid``, found
+        on images alone: read the terminal in the image of ``cid`` (images repeat, so this is
+        mostly a lookup) and cut the result back to the horizon. None when what the terminal
+        completes reaches past the image (the result is open): only the real column can tell."""
+        try:
+            after = self.parser.scan(self.image(cid), terminal)
+        except Truncated:
+            return None
+        if after < 0 or self.parser.column(after).open:
+            return None
+        with self.parser._lock:
+            return self._cut(after, self.depth)
+
     def shallow(self, cid: int) -> int:
         """Column ``cid`` of this horizon's own parser, cut one origin link deep."""
         with self.parser._lock:
