@@ -109,3 +109,13 @@ def test_the_image_after_a_terminal_found_on_images_is_the_image_of_the_real_col
     assert found > 50
     if name != "json":
         assert missed > 0  # pops past the image: only the real column tells
+
+
+def test_without_open_columns_a_pop_past_the_horizon_is_undecided():
+    g = _grammar("arithmetic")
+    A = g.automaton
+    horizon = Horizon(A, 1, open_columns=False)
+    (column,) = A.state(A.walk(A.initial, b"((x + y"))[0]
+    with pytest.raises(Truncated):
+        horizon.parser.scan(horizon.image(column), A.ir.terminal_names.index("RPAR"))
+    assert horizon.image_after(column, A.ir.terminal_names.index("RPAR")) is None

@@ -78,3 +78,62 @@ def test_repetition_items_share_one_parser_state_whatever_their_number(source, o
     nested = [state(nested_open + (item + ",") * k) for k in range(2, 7)]
     assert len(set(nested)) == 1 and nested[0] != states[0]
     assert g.accepts(open_ + ",".join([item] * 40) + close)
+
+
+def _follow_by_fixed_point(ir) -> list[set[int]]:
+    """FOLLOW over terminals by the textbook fixed point (slow, obviously right): repeat every
+    rule until nothing changes."""
+    nt = ir.n_terminals
+    nullable: set[int] = set()
+    first: dict[int, set[int]] = {}
+    follow: dict[int, set[int]] = {}
+
+    def first_of(seq) -> tuple[set[int], bool]:
+        out: set[int] = set()
+        for s in seq:
+            if s < nt:
+                return out | {s}, False
+            out |= first.get(s, set())
+            if s not in nullable:
+                return out, False
+        return out, True
+
+    changed = True
+    while changed:
+        changed = False
+        for lhs, rhs in ir.rules:
+            f, empty = first_of(rhs)
+            if not f <= first.setdefault(lhs, set()) or (empty and lhs not in nullable):
+                first[lhs] |= f
+                if empty:
+                    nullable.add(lhs)
+                changed = True
+            for i, s in enumerate(rhs):
+                rest, rest_empty = first_of(rhs[i + 1:])
+                add = rest | (follow.get(lhs, set()) if rest_empty else set())
+                if not add <= follow.setdefault(s, set()):
+                    follow[s] |= add
+                    changed = True
+    out = [set(follow.get(t, set())) for t in range(nt)]
+    if ir.ignore:
+        anywhere = set().union(*out, first.get(ir.start, set()), ir.ignore)
+        for t in range(nt):
+            out[t] |= anywhere if t in ir.ignore else set(ir.ignore)
+    return out
+
+
+def _nested_schema(depth: int) -> dict:
+    leaf = {"type": "object", "properties": {"id": {"type": "integer"}, "tags": {"type": "array", "items": {"type": "string"}}}}
+    for k in range(depth):
+        leaf = {"type": "object", "properties": {f"a{k}": leaf, f"b{k}": {"anyOf": [{"type": "null"}, leaf]},
+                                                  f"c{k}": {"type": "array", "items": leaf}}, "required": [f"a{k}"]}
+    return leaf
+
+
+@pytest.mark.parametrize("name", ["arithmetic", "json", "sql_select", "config", "csv", "schema"])
+def test_terminal_follow_equals_the_textbook_fixed_point(name):
+    if name == "schema":
+        ir = Grammar.from_json_schema(_nested_schema(4)).ir
+    else:
+        ir = Grammar.from_lark((Path(__file__).resolve().parents[2] / "grammars" / f"{name}.lark").read_text()).ir
+    assert [set(f) for f in terminal_follow(ir)] == _follow_by_fixed_point(ir)

@@ -32,12 +32,13 @@ _CUT_EXTRA = 1  # ... this many origin links deeper than the horizon
 class Horizon:
     """Images of one automaton's columns, cut ``depth`` origin links deep, in their own automaton."""
 
-    def __init__(self, automaton: ByteAutomaton, depth: int) -> None:
+    def __init__(self, automaton: ByteAutomaton, depth: int, open_columns: bool = True) -> None:
         if depth < 1:
             raise ValueError("a horizon needs depth >= 1")
         self.depth = depth
         self.real = automaton.parser
         self.parser = EarleyParser(automaton.ir)
+        self.parser.open_columns = open_columns
         self.automaton = ByteAutomaton(automaton.ir, parser=self.parser)
         self._opaque = (self.parser.add_opaque_column(False), self.parser.add_opaque_column(True))
         self._images: list[dict[int, int]] = [{} for _ in range(depth + 2)]  # and one link deeper (grammar's walk)

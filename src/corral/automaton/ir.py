@@ -59,49 +59,78 @@ class GrammarIR:
 
 def terminal_follow(ir: GrammarIR) -> list[frozenset[int]]:
     """For each terminal, the terminals that may come right after it in some sentence (ignored
-    terminals included): the classic FOLLOW sets, over terminals."""
+    terminals included): the classic FOLLOW sets, over terminals.
+
+    Both FIRST and FOLLOW are inclusion constraints (``FIRST(A) >= FIRST(B)``, ``FOLLOW(X) >=
+    FOLLOW(A)``) solved by propagating along their edges from a worklist, so a grammar of
+    thousands of rules (a big JSON Schema) costs milliseconds, not a fixed point over all rules.
+    """
     nt = ir.n_terminals
-    nullable: set[int] = set()
-    first: dict[int, set[int]] = {}
-    changed = True
-    while changed:  # nullable nonterminals and FIRST sets, to a fixed point
-        changed = False
-        for lhs, rhs in ir.rules:
-            f = first.setdefault(lhs, set())
-            before = len(f)
-            for s in rhs:
-                f |= {s} if s < nt else first.setdefault(s, set())
-                if s < nt or s not in nullable:
-                    break
+    nullable = _nullable(ir)
+    n_symbols = nt + len(ir.nonterminal_names)
+    # FIRST over nonterminals: the terminals a rule starts with, and the nonterminals it starts
+    # with (up to the first symbol that cannot be empty), whose FIRST it includes
+    first: list[set[int]] = [set() for _ in range(n_symbols)]
+    first_edges: list[set[int]] = [set() for _ in range(n_symbols)]  # B -> {A: FIRST(A) >= FIRST(B)}
+    for lhs, rhs in ir.rules:
+        for s in rhs:
+            if s < nt:
+                first[lhs].add(s)
+                break
+            first_edges[s].add(lhs)
+            if s not in nullable:
+                break
+    _propagate(first, first_edges)
+    # FOLLOW over all symbols: what the rest of a rule starts with, and the FOLLOW of the rule's
+    # left side where the rest may be empty
+    follow: list[set[int]] = [set() for _ in range(n_symbols)]
+    follow_edges: list[set[int]] = [set() for _ in range(n_symbols)]  # A -> {X: FOLLOW(X) >= FOLLOW(A)}
+    for lhs, rhs in ir.rules:
+        rest: set[int] = set()  # FIRST of what follows the symbol being looked at
+        rest_empty = True
+        for s in reversed(rhs):
+            follow[s] |= rest
+            if rest_empty:
+                follow_edges[lhs].add(s)
+            if s < nt:
+                rest, rest_empty = {s}, False
+            elif s in nullable:
+                rest = rest | first[s]
             else:
-                if lhs not in nullable:
-                    nullable.add(lhs)
-                    changed = True
-            changed |= len(f) != before
-    follow_nt: dict[int, set[int]] = {ir.start: set()}
-    follow_t: list[set[int]] = [set() for _ in range(nt)]
+                rest, rest_empty = set(first[s]), False
+    _propagate(follow, follow_edges)
+    follow_t = follow[:nt]
+    ignore = set(ir.ignore)
+    if ignore:
+        anywhere = set().union(*follow_t, first[ir.start], ignore)
+        for t in range(nt):
+            follow_t[t] |= anywhere if t in ignore else ignore
+    return [frozenset(f) for f in follow_t]
+
+
+def _nullable(ir: GrammarIR) -> set[int]:
+    """The nonterminals that derive the empty string."""
+    nullable: set[int] = set()
     changed = True
     while changed:
         changed = False
         for lhs, rhs in ir.rules:
-            after = set(follow_nt.get(lhs, ()))  # what may follow the rest of the rule
-            for s in reversed(rhs):
-                target = follow_t[s] if s < nt else follow_nt.setdefault(s, set())
-                if not after <= target:
-                    target |= after
-                    changed = True
-                if s < nt:
-                    after = {s}
-                elif s in nullable:
-                    after = after | first.get(s, set())
-                else:
-                    after = set(first.get(s, ()))
-    ignore = set(ir.ignore)
-    if ignore:
-        anywhere = set().union(*follow_t, first.get(ir.start, set()), ignore)
-        for t in range(nt):
-            follow_t[t] |= anywhere if t in ignore else ignore
-    return [frozenset(f) for f in follow_t]
+            if lhs not in nullable and all(s in nullable for s in rhs):
+                nullable.add(lhs)
+                changed = True
+    return nullable
+
+
+def _propagate(sets: list[set[int]], edges: list[set[int]]) -> None:
+    """Close ``sets`` under ``sets[b] >= sets[a]`` for every b in ``edges[a]``."""
+    work = [a for a in range(len(sets)) if sets[a] and edges[a]]
+    while work:
+        a = work.pop()
+        src = sets[a]
+        for b in edges[a]:
+            if not src <= sets[b]:
+                sets[b] |= src
+                work.append(b)
 
 
 MAX_REPEAT = 100_000  # a bounded repetition costs O(bound) rules

@@ -63,7 +63,8 @@ class ByteAutomaton:
             sid = len(self._states)
             cols = self.parser._columns
             self._accepting.append(any(cols[c].accepting for c in boundary))
-            self._open.append(any(cols[c].open for c in boundary) or any(cols[c].open for c, _, _ in partial))
+            self._open.append(bool(self.parser._opaque) and (any(cols[c].open for c in boundary)
+                                                             or any(cols[c].open for c, _, _ in partial)))
             self._states.append(key)
             self._index[key] = sid
             return sid

@@ -36,7 +36,7 @@ class Column:
     once (``_Predicted``); a new column only pays for its kernel.
     """
 
-    __slots__ = ("kernel", "predicted", "waiting", "expected", "accepting", "maybe")
+    __slots__ = ("kernel", "predicted", "waiting", "expected", "accepting", "maybe", "open")
 
     def __init__(self, kernel: frozenset, predicted: frozenset, waiting: dict,
                  expected: tuple[int, ...], accepting: bool, maybe: frozenset | None = None) -> None:
@@ -45,15 +45,11 @@ class Column:
         self.waiting = waiting  # symbol -> tuple of items whose dot is before it
         self.expected = expected  # terminals that may come next
         self.accepting = accepting  # the start symbol is complete from column 0
-        # on a horizon's column whose completions reached past the horizon (an open one), the
-        # terminals the items it lacks may expect; None on a column that has all its items
+        # An open column (a horizon's, whose completions reached past the horizon) holds only
+        # some of the real column's items: what it allows is certain, what it refuses may be
+        # allowed by the rest, which may only expect the terminals in ``maybe`` (None: closed).
         self.maybe = maybe
-
-    @property
-    def open(self) -> bool:
-        """Whether the column holds only some of the real column's items (a horizon's, see
-        ``horizon``): what it allows is certain, what it refuses may be allowed by the rest."""
-        return self.maybe is not None
+        self.open = maybe is not None
 
 
 class _Predicted:
@@ -96,6 +92,7 @@ class EarleyParser:
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
         self._opaque: set[int] = set()  # columns that stand for unknown ones (``add_opaque_column``)
+        self.open_columns = True  # a completion that reaches an opaque column opens its column (False: Truncated)
         self._follow: list[frozenset] | None = None  # terminals that may follow each terminal (open columns)
         self._lock = threading.Lock()
         self.cut: Any = None  # a horizon's parser cuts each column it reaches (see ``horizon``)
@@ -238,6 +235,8 @@ class EarleyParser:
                 if o == SELF:
                     continue  # an empty derivation: its parents were advanced at prediction
                 if o in opaque:
+                    if not self.open_columns:
+                        raise Truncated
                     opened = True
                     continue
                 lhs = lhs_of[r]
