@@ -12,7 +12,8 @@ the same image. Completing an item that pops past the horizon reaches an opaque
 column: it adds nothing there, and the column it was computing for is *open*,
 holding only some of the real items. So on images, what is allowed is certain;
 what an open column (or a lexer state reading from one) would refuse raises
-``Truncated`` instead, and the caller settles it on the real column.
+``Truncated`` instead, and the caller settles it on the real column. (A horizon
+made with ``open_columns=False`` raises ``Truncated`` at the pop itself.)
 """
 
 from __future__ import annotations

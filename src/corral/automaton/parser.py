@@ -88,7 +88,7 @@ class EarleyParser:
         self._index: dict[tuple[frozenset, frozenset], int] = {}
         self._predicted: dict[frozenset, _Predicted] = {}
         self._predicted_by_symbols: dict[frozenset, _Predicted] = {}
-        self._completions: dict[tuple[int, int], tuple[frozenset, frozenset]] = {}
+        self._completions: dict[tuple[int, int], tuple[frozenset, frozenset, bool]] = {}
         self._scan_memo: dict[tuple[int, int], int] = {}
         self._union_memo: dict = {}
         self._opaque: set[int] = set()  # columns that stand for unknown ones (``add_opaque_column``)
