@@ -523,13 +523,15 @@ class _Masker:
         A = self.A
         roles = A.roles_at(column)
         col = A.parser.column(column)
-        if uncertain is not None and col.open:
-            # Only some of the column's items are known. A byte walk tells token by token what
-            # they allow for certain, and leaves undecided what the lacking items may allow.
-            if n_tokens <= _OPEN_WALK_TOKENS:
-                self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path,
-                                    uncertain)
-                return
+        is_open = uncertain is not None and col.open
+        # A byte walk in Python costs per token, a compiled walk per next terminal. On an open
+        # column (only some of its items known) a byte walk also tells token by token what the
+        # known items allow for certain, and leaves undecided what the lacking ones may allow.
+        exact = _OPEN_WALK_TOKENS if is_open else min(_EXACT_WALK_TOKENS, _EXACT_TOKENS_PER_ROLE * len(roles))
+        if n_tokens <= exact:
+            self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
+            return
+        if is_open:
             # Many tokens: the walks below decide what the known items expect; the records that
             # may start a terminal only the lacking items expect are left undecided.
             lacking = col.maybe.difference(r % A.n_terminals for r in roles)
@@ -540,10 +542,6 @@ class _Masker:
                     keys = keys[~may]
                     if not len(keys):
                         return
-        # A byte walk in Python costs per token, a compiled walk per next terminal.
-        if n_tokens <= min(_EXACT_WALK_TOKENS, _EXACT_TOKENS_PER_ROLE * len(roles)):
-            self._resolve_exact(out, column, (keys >> 20).tolist(), (keys & 0xFFFFF).tolist(), trie, path, uncertain)
-            return
         records = keys  # walk_crossing_keys memoises on (terminal, these keys)
         nt = A.n_terminals
         terms = A.ir.terminals

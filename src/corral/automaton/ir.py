@@ -66,7 +66,7 @@ def terminal_follow(ir: GrammarIR) -> list[frozenset[int]]:
     thousands of rules (a big JSON Schema) costs milliseconds, not a fixed point over all rules.
     """
     nt = ir.n_terminals
-    nullable = _nullable(ir)
+    nullable = nullable_symbols(ir)
     n_symbols = nt + len(ir.nonterminal_names)
     # FIRST over nonterminals: the terminals a rule starts with, and the nonterminals it starts
     # with (up to the first symbol that cannot be empty), whose FIRST it includes
@@ -108,7 +108,7 @@ def terminal_follow(ir: GrammarIR) -> list[frozenset[int]]:
     return [frozenset(f) for f in follow_t]
 
 
-def _nullable(ir: GrammarIR) -> set[int]:
+def nullable_symbols(ir: GrammarIR) -> set[int]:
     """The nonterminals that derive the empty string."""
     nullable: set[int] = set()
     changed = True

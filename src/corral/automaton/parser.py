@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from .ir import GrammarIR, terminal_follow
+from .ir import GrammarIR, nullable_symbols, terminal_follow
 
 SELF = -1
 DEAD = -1
@@ -80,7 +80,7 @@ class EarleyParser:
         self.rules_of: dict[int, list[int]] = {}
         for i, (lhs, _) in enumerate(rules):
             self.rules_of.setdefault(lhs, []).append(i)
-        self.nullable = self._nullable()
+        self.nullable = nullable_symbols(ir)  # the augmented start rule is in no right side
         # next_sym[r][d]: the symbol after the dot of item (r, d, _), -1 when complete
         self.next_sym = [tuple(rhs) + (-1,) for rhs in self.rule_rhs]
         self._predictions: dict[int, frozenset] = {}
@@ -98,17 +98,6 @@ class EarleyParser:
         self.cut: Any = None  # a horizon's parser cuts each column it reaches (see ``horizon``)
         items, part, _ = self._closure([(self.start_rule, 0, SELF)])
         self.initial = self._intern(items, part)
-
-    def _nullable(self) -> set[int]:
-        nullable: set[int] = set()
-        changed = True
-        while changed:
-            changed = False
-            for lhs, rhs in zip(self.rule_lhs, self.rule_rhs):
-                if lhs not in nullable and all(s in nullable for s in rhs):
-                    nullable.add(lhs)
-                    changed = True
-        return nullable
 
     def predictions(self, x: int) -> frozenset:
         """Every item predicted (origin SELF) when nonterminal ``x`` is expected: a static set."""
